@@ -1,0 +1,161 @@
+"""``actloss-bench``: the Hydra app. One job = one training run = one MLflow run.
+
+``run_job`` wires config -> training -> MLflow; the training itself lives in training.py and
+knows nothing of MLflow. An invalid task x head x loss cell is recorded as ``status=skipped``
+(a sweep goes on; a single run exits non-zero). A crash is recorded as ``status=failed`` and,
+in a sweep, does not stop the other jobs.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from typing import Optional
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from actloss_bench import tracking
+from actloss_bench.paths import CONF_DIR
+from actloss_bench.schema import ConfigError, register_schema, validate
+from actloss_bench.sweep import read_sweep_info
+from actloss_bench.tracking import TrackingError
+
+register_schema()
+
+
+def _run_name(cfg: DictConfig) -> str:
+    return (f"{cfg.activation.name}-{cfg.head.name}-{cfg.loss.name}-{cfg.task.name}"
+            f"-s{cfg.seed}")
+
+
+def _summary_line(status: str, cfg: DictConfig, result, seconds: float, run_id: str) -> str:
+    shown = ""
+    if result is not None and result.test:
+        keys = ("test/accuracy", "test/balanced_accuracy", "test/ece", "test/r2", "test/rmse")
+        shown = " ".join(f"{k[5:]}={result.test[k]:.3f}" for k in keys if k in result.test)
+        dead = result.final.get("dead/fraction")
+        shown += f" dead={dead:.2f}" if dead is not None else ""
+    diag = ",".join(result.diagnoses) if result is not None and result.diagnoses else "none"
+    return (f"[{status}] {_run_name(cfg)}: {shown} diagnosis={diag} ({seconds:.1f}s, "
+            f"run {run_id[:8]})").replace(":  ", ": ")
+
+
+def _artifacts(cfg: DictConfig, result, log_plots: bool):
+    from actloss_bench import plots
+
+    arts = {"config.yaml": lambda p: p.write_text(OmegaConf.to_yaml(cfg, resolve=True))}
+    if result.predictions is not None:
+        arts["predictions.csv"] = lambda p: result.predictions.to_csv(p, index=False)
+    if log_plots and result.history:
+        arts["plots/diagnostics.png"] = lambda p: plots.save(
+            plots.run_overview(result.history, result.predictions, _run_name(cfg)), p)
+    return arts
+
+
+def _is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_job(cfg: DictConfig) -> Optional[float]:
+    """Train, log and summarise one job. Returns the final validation score for sweepers."""
+    from actloss_bench.training import InvalidCombination, train
+
+    validate(cfg)
+    multirun = _is_multirun()
+    sweep_dir = HydraConfig.get().sweep.dir if HydraConfig.initialized() else None
+    sweep = read_sweep_info(sweep_dir) if multirun else None
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    if sweep is None:
+        tracking.check_store(uri)
+        experiment_id = tracking.ensure_experiment(uri, cfg.tracking.experiment,
+                                                   cfg.tracking.artifact_root)
+    else:
+        experiment_id = sweep["experiment_id"]
+
+    key = tracking.job_key(cfg)
+    earlier = tracking.find_runs_by_key(uri, experiment_id, key) if cfg.tracking.resume else []
+    for run in earlier:
+        if run.data.tags.get(tracking.TAG_STATUS) in tracking.FINISHED_STATUSES:
+            print(f"[done] {_run_name(cfg)}: finished before as run {run.info.run_id[:8]} "
+                  f"(job_key {key}); not run again")
+            return None
+
+    tags = {tracking.TAG_STATUS: "running", tracking.TAG_JOB_KEY: key,
+            tracking.TAG_EXPERIMENT: cfg.claim.name or "",
+            tracking.TAG_SWEEP: sweep["sweep_id"] if sweep else ""}
+    logger = tracking.RunLogger.start(
+        uri, experiment_id, run_name=_run_name(cfg), params=tracking.flatten_params(cfg),
+        tags=tags, parent_run_id=sweep["parent_run_id"] if sweep else None)
+    if earlier:
+        tracking.supersede(uri, earlier, logger.run_id)
+
+    started = time.perf_counter()
+    try:
+        result = train(cfg, on_epoch=logger.log_epoch)
+    except InvalidCombination as e:
+        logger.finish(status="skipped", tags={tracking.TAG_COMBO: "invalid", "skip_reason": str(e),
+                                              tracking.TAG_DIAGNOSIS: "none"})
+        print(f"[skipped] {_run_name(cfg)}: invalid combination: {e}")
+        if not multirun:
+            raise
+        return None
+    except BaseException as e:  # noqa: BLE001 - recorded, then re-raised or swallowed below
+        logger.finish(status="failed", tags={"error": f"{type(e).__name__}: {e}"[:4000]},
+                      artifacts={"traceback.txt": lambda p: p.write_text(traceback.format_exc())})
+        print(f"[failed] {_run_name(cfg)}: {type(e).__name__}: {e}")
+        if not multirun or not isinstance(e, Exception):
+            raise
+        return None
+
+    end_tags = {tracking.TAG_COMBO: result.combo.verdict, "combo_reason": result.combo.reason,
+                tracking.TAG_DIAGNOSIS: ",".join(result.diagnoses) or "none"}
+    if result.diverged_at_step is not None:
+        end_tags["diverged_at_step"] = result.diverged_at_step
+    logger.finish(status=result.status, metrics=result.test, tags=end_tags,
+                  artifacts=_artifacts(cfg, result, cfg.tracking.log_plots),
+                  step=len(result.history))
+    print(_summary_line(result.status, cfg, result, time.perf_counter() - started, logger.run_id))
+    final = result.final
+    return final.get("val/accuracy", final.get("val/r2"))
+
+
+def fail(e: BaseException, code: int = 2) -> None:
+    """Report an expected error in one line and exit (SystemExit passes through Hydra)."""
+    print(f"actloss-bench: error: {e}", file=sys.stderr)
+    sys.exit(code)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _hydra_entry(cfg: DictConfig) -> Optional[float]:
+    from actloss_bench.training import InvalidCombination
+
+    try:
+        return run_job(cfg)
+    except (ConfigError, TrackingError) as e:
+        fail(e)
+    except InvalidCombination as e:
+        fail(e, code=1)
+
+
+_HELP_FLAGS = {"-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg", "--shell-completion"}
+
+
+def main() -> None:
+    """Console entry: one-line errors for bad overrides, then Hydra."""
+    from actloss_bench.preflight import check_overrides
+
+    args = sys.argv[1:]
+    if not _HELP_FLAGS.intersection(args):
+        try:
+            check_overrides([a for a in args if not a.startswith("-")])
+        except ConfigError as e:
+            fail(e)
+    _hydra_entry()
+
+
+if __name__ == "__main__":
+    main()

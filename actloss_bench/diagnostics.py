@@ -1,0 +1,48 @@
+"""Per-epoch diagnostics of the network itself: dead units, saturation, gradient norms.
+
+Pure functions over tensors; the training loop calls them once per epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import torch
+
+from actloss_bench.activations import SATURATION_TESTS
+
+
+def dead_fractions(hidden: Sequence[torch.Tensor]) -> List[float]:
+    """Per hidden layer: the fraction of units that output exactly 0 on every input given."""
+    return [float((h == 0).all(0).float().mean()) for h in hidden]
+
+
+def dead_fraction_overall(hidden: Sequence[torch.Tensor]) -> float:
+    """Dead units over all hidden units of the network (layers weighted by width)."""
+    if not hidden:
+        return 0.0
+    dead = sum(int((h == 0).all(0).sum()) for h in hidden)
+    return dead / sum(h.shape[1] for h in hidden)
+
+
+def saturation_fraction(hidden: Sequence[torch.Tensor], activation: str) -> float | None:
+    """Fraction of (unit, input) outputs in the flat tails of a sigmoid/tanh; None otherwise."""
+    test = SATURATION_TESTS.get(activation)
+    if test is None or not hidden:
+        return None
+    flat = sum(int(test(h).sum()) for h in hidden)
+    return flat / sum(h.numel() for h in hidden)
+
+
+def weight_grad_norms(linears: Sequence[torch.nn.Linear]) -> torch.Tensor:
+    """L2 norm of each layer's weight gradient, as one tensor (no host sync)."""
+    grads = [layer.weight.grad for layer in linears]
+    return torch.stack(torch._foreach_norm(grads))
+
+
+def grad_norm_metrics(mean_norms: Sequence[float]) -> Dict[str, float]:
+    """``grad_norm/layer_<i>`` and ``grad_norm/ratio_first_last`` (input layer over output)."""
+    out = {f"grad_norm/layer_{i}": float(v) for i, v in enumerate(mean_norms)}
+    last = float(mean_norms[-1])
+    out["grad_norm/ratio_first_last"] = float(mean_norms[0]) / last if last > 0 else float("nan")
+    return out

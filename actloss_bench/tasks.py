@@ -1,0 +1,178 @@
+"""Synthetic tasks: seeded scikit-learn generators, split into train/val/test and standardised.
+
+A task builder returns features ``X`` and targets ``y`` for the whole sample; :func:`make_dataset`
+splits them (stratified for classification), fits the standardisation on the training split only,
+and returns tensors. The test split is never trained on; for regression with outliers the
+corruption is applied to the training and validation targets only, so the test split is clean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Tuple
+
+import numpy as np
+import torch
+from sklearn import datasets
+from sklearn.model_selection import train_test_split
+
+REGRESSION, BINARY, MULTICLASS = "regression", "binary", "multiclass"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    kind: str  # REGRESSION, BINARY or MULTICLASS
+    generate: Callable[..., Tuple[np.ndarray, np.ndarray]]
+    description: str
+
+
+@dataclass
+class Dataset:
+    kind: str
+    n_classes: int  # 0 for regression
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+    n_outliers_train: int = 0  # training targets replaced by outliers
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+
+def _regression(cfg, rng: np.random.RandomState):
+    X, y = datasets.make_regression(
+        n_samples=cfg.n_samples, n_features=cfg.n_features,
+        n_informative=min(cfg.n_features, 10), noise=0.0, random_state=rng,
+    )
+    # Noise as a fraction of the signal's spread, so the knob means the same at any scale.
+    y = y + cfg.noise * y.std() * rng.standard_normal(len(y))
+    return X, y
+
+
+def _classification(cfg, rng, n_classes: int, weights=None):
+    return datasets.make_classification(
+        n_samples=cfg.n_samples, n_features=cfg.n_features,
+        n_informative=max(2, min(cfg.n_features, 5)), n_redundant=0,
+        n_classes=n_classes, n_clusters_per_class=1, weights=weights,
+        flip_y=cfg.noise, class_sep=cfg.class_sep, random_state=rng,
+    )
+
+
+def _binary(cfg, rng):
+    return _classification(cfg, rng, 2)
+
+
+def _multiclass(cfg, rng):
+    return _classification(cfg, rng, cfg.n_classes)
+
+
+def _imbalanced(cfg, rng):
+    return _classification(cfg, rng, 2, weights=[1 - cfg.minority_fraction])
+
+
+def _pad(X: np.ndarray, cfg, rng) -> np.ndarray:
+    """2-D sets get extra pure-noise dimensions when ``n_features > 2``."""
+    extra = max(0, cfg.n_features - 2)
+    return np.hstack([X, rng.standard_normal((len(X), extra))]) if extra else X
+
+
+def _moons(cfg, rng):
+    X, y = datasets.make_moons(n_samples=cfg.n_samples, noise=cfg.noise, random_state=rng)
+    return _pad(X, cfg, rng), y
+
+
+def _circles(cfg, rng):
+    X, y = datasets.make_circles(
+        n_samples=cfg.n_samples, noise=cfg.noise, factor=0.5, random_state=rng
+    )
+    return _pad(X, cfg, rng), y
+
+
+def _xor(cfg, rng):
+    X = rng.uniform(-1, 1, size=(cfg.n_samples, 2))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    return _pad(X + cfg.noise * rng.standard_normal(X.shape), cfg, rng), y
+
+
+def _spirals(cfg, rng):
+    n = cfg.n_samples
+    y = np.arange(n) % 2
+    t = np.sqrt(rng.uniform(0, 1, n)) * 3 * np.pi  # two turns, denser near the centre
+    sign = np.where(y == 0, 1.0, -1.0)
+    X = np.stack([sign * t * np.cos(t), sign * t * np.sin(t)], axis=1) / (3 * np.pi)
+    return _pad(X + cfg.noise * rng.standard_normal(X.shape), cfg, rng), y
+
+
+TASKS: Dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task("regression", REGRESSION, _regression, "linear-Gaussian regression (make_regression)"),
+        Task("regression_outliers", REGRESSION, _regression,
+             "regression whose train/val targets carry gross outliers; clean test split"),
+        Task("binary", BINARY, _binary, "two Gaussian clusters (make_classification)"),
+        Task("multiclass", MULTICLASS, _multiclass, "n_classes Gaussian clusters"),
+        Task("imbalanced", BINARY, _imbalanced, "binary with task.minority_fraction positives"),
+        Task("moons", BINARY, _moons, "two interleaving half circles (2-D)"),
+        Task("circles", BINARY, _circles, "a circle inside a circle (2-D)"),
+        Task("xor", BINARY, _xor, "quadrant XOR (2-D)"),
+        Task("spirals", BINARY, _spirals, "two interleaved spirals (2-D)"),
+    ]
+}
+
+
+def _corrupt(y: np.ndarray, fraction: float, scale: float, rng) -> Tuple[np.ndarray, int]:
+    """Replace a fraction of targets by gross one-sided outliers (scale x target std)."""
+    n_out = int(round(fraction * len(y)))
+    if n_out == 0:
+        return y, 0
+    idx = rng.choice(len(y), size=n_out, replace=False)
+    y = y.copy()
+    # One-sided, so the outliers shift the conditional mean (what MSE fits) but not the median.
+    y[idx] += scale * (1.0 + rng.uniform(0, 1, n_out))
+    return y, n_out
+
+
+def make_dataset(cfg, seed: int) -> Dataset:
+    """Generate, split (60/20/20 by default) and standardise the task named ``cfg.name``."""
+    task = TASKS[cfg.name]
+    data_seed = seed if cfg.data_seed is None else cfg.data_seed
+    rng = np.random.RandomState(data_seed)
+    X, y = task.generate(cfg, rng)
+    stratify = None if task.kind == REGRESSION else y
+    X_rest, X_test, y_rest, y_test = train_test_split(
+        X, y, test_size=cfg.test_fraction, random_state=data_seed, stratify=stratify
+    )
+    val_share = cfg.val_fraction / (1 - cfg.test_fraction)
+    stratify = None if task.kind == REGRESSION else y_rest
+    X_train, X_val, y_train, y_val = train_test_split(
+        X_rest, y_rest, test_size=val_share, random_state=data_seed, stratify=stratify
+    )
+    mu, sd = X_train.mean(0), X_train.std(0) + 1e-12
+    X_train, X_val, X_test = ((a - mu) / sd for a in (X_train, X_val, X_test))
+
+    n_outliers = 0
+    if task.kind == REGRESSION:
+        # Standardise targets with the clean training statistics, then corrupt train/val.
+        y_mu, y_sd = y_train.mean(), y_train.std() + 1e-12
+        y_train, y_val, y_test = ((a - y_mu) / y_sd for a in (y_train, y_val, y_test))
+        y_train, n_outliers = _corrupt(y_train, cfg.outlier_fraction, cfg.outlier_scale, rng)
+        y_val, _ = _corrupt(y_val, cfg.outlier_fraction, cfg.outlier_scale, rng)
+        to_y = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+        n_classes = 0
+    else:
+        to_y = lambda a: torch.as_tensor(a, dtype=torch.long)  # noqa: E731
+        n_classes = 2 if task.kind == BINARY else cfg.n_classes
+
+    to_x = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    return Dataset(
+        kind=task.kind, n_classes=n_classes,
+        X_train=to_x(X_train), y_train=to_y(y_train),
+        X_val=to_x(X_val), y_val=to_y(y_val),
+        X_test=to_x(X_test), y_test=to_y(y_test),
+        n_outliers_train=n_outliers,
+    )

@@ -1,0 +1,200 @@
+"""Everything that talks to MLflow: stores, experiments, runs, batched logging, resume keys.
+
+One ``log_batch`` request per epoch at most (over HTTP each request costs tens of
+milliseconds; ``log_metric`` per value would dominate a tiny run). The SQLite database and the
+experiment are created once, before parallel jobs start (see :mod:`actloss_bench.sweep`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+# Tags written on every run (public names: DESIGN.md).
+TAG_STATUS, TAG_COMBO, TAG_DIAGNOSIS = "status", "combo", "diagnosis"
+TAG_EXPERIMENT, TAG_SWEEP, TAG_JOB_KEY = "experiment_name", "sweep_id", "job_key"
+FINISHED_STATUSES = ("ok", "diverged", "skipped")  # deterministic outcomes: never redone
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used (one line, before any training)."""
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient  # mlflow import costs ~1 s: only when tracking
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def resolve_uri(uri: str) -> str:
+    """Make a relative ``sqlite:///`` path absolute, so every worker opens the same file."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
+def sqlite_path(uri: str) -> Optional[Path]:
+    prefix = "sqlite:///"
+    return Path(resolve_uri(uri)[len(prefix):]) if uri.startswith(prefix) else None
+
+
+def default_artifact_root(uri: str) -> Optional[str]:
+    """``mlartifacts/`` beside a SQLite file; None (the server decides) otherwise."""
+    path = sqlite_path(uri)
+    return (path.parent / "mlartifacts").as_uri() if path is not None else None
+
+
+def check_store(uri: str, timeout: float = 3.0) -> None:
+    """Fail in one line when the store is unreachable or its folder is not writable."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
+                if r.status != 200:
+                    raise TrackingError(f"tracking server {uri} answered HTTP {r.status}")
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise TrackingError(f"tracking server {uri} is unreachable ({reason})") from None
+        return
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrackingError(f"cannot create results folder {path.parent} ({e.strerror})") from None
+    if not os.access(path.parent, os.W_OK):
+        raise TrackingError(f"results folder {path.parent} is not writable")
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, "rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                raise TrackingError(f"{path} is not a SQLite database (corrupt or wrong file)")
+
+
+def ensure_experiment(uri: str, name: str, artifact_root: Optional[str] = None) -> str:
+    """Experiment id of ``name``, creating the database and the experiment if needed."""
+    client = _client(uri)
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    root = artifact_root or default_artifact_root(uri)
+    location = f"{root.rstrip('/')}/{name}" if root else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created meanwhile by another process: use it
+        existing = client.get_experiment_by_name(name)
+        if existing is None:
+            raise
+        return existing.experiment_id
+
+
+def flatten_params(cfg: DictConfig) -> Dict[str, str]:
+    """The resolved config as MLflow params: ``activation``, ``task``, ``model.depth``, ...
+
+    A group's ``name`` becomes the group's own key (``loss: focal``); bookkeeping sections
+    (``claim``, ``profiles``) and ``hydra`` are left out.
+    """
+    container = OmegaConf.to_container(cfg, resolve=True)
+    out: Dict[str, str] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                key = f"{prefix}.{k}" if prefix else str(k)
+                if k == "name" and prefix:
+                    out[prefix] = str(v)
+                else:
+                    walk(key, v)
+        else:
+            out[prefix] = str(node)
+
+    for k, v in container.items():
+        if k not in ("claim", "profiles", "hydra"):
+            walk(k, v)
+    return out
+
+
+def job_key(cfg: DictConfig) -> str:
+    """Stable identity of a job: hash of its resolved config minus tracking settings."""
+    params = {k: v for k, v in flatten_params(cfg).items() if not k.startswith("tracking.")}
+    blob = json.dumps(params, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _metrics(values: Dict[str, float], step: int) -> List[Any]:
+    from mlflow.entities import Metric
+
+    ts = int(time.time() * 1000)
+    return [Metric(k, float(v), ts, step) for k, v in values.items()]
+
+
+def _tags(tags: Dict[str, Any]) -> List[Any]:
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, str(v)) for k, v in tags.items()]
+
+
+class RunLogger:
+    """One MLflow run: params and tags at start, one batch per epoch, artifacts at the end."""
+
+    def __init__(self, client: Any, run_id: str):
+        self.client = client
+        self.run_id = run_id
+
+    @classmethod
+    def start(cls, uri: str, experiment_id: str, *, run_name: str, params: Dict[str, str],
+              tags: Dict[str, Any], parent_run_id: Optional[str] = None) -> "RunLogger":
+        from mlflow.entities import Param
+
+        client = _client(uri)
+        tags = dict(tags)
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = client.create_run(experiment_id, run_name=run_name,
+                                tags={k: str(v) for k, v in tags.items()})
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+        return cls(client, run.info.run_id)
+
+    def log_epoch(self, step: int, values: Dict[str, float]) -> None:
+        self.client.log_batch(self.run_id, metrics=_metrics(values, step))
+
+    def finish(self, *, status: str, metrics: Optional[Dict[str, float]] = None,
+               tags: Optional[Dict[str, Any]] = None, artifacts: Optional[Dict[str, Any]] = None,
+               step: int = 0) -> None:
+        """Final metrics and tags in one request, artifacts, then the run's terminal state."""
+        self.client.log_batch(self.run_id, metrics=_metrics(metrics or {}, step),
+                              tags=_tags({TAG_STATUS: status, **(tags or {})}))
+        if artifacts:
+            with tempfile.TemporaryDirectory() as tmp:
+                for rel, writer in artifacts.items():
+                    target = Path(tmp) / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    writer(target)
+                self.client.log_artifacts(self.run_id, tmp)
+        state = "FAILED" if status == "failed" else "FINISHED"
+        self.client.set_terminated(self.run_id, status=state)
+
+
+def find_runs_by_key(uri: str, experiment_id: str, key: str):
+    """Runs of this experiment carrying ``job_key=key``, newest first."""
+    client = _client(uri)
+    return list(client.search_runs([experiment_id], filter_string=f"tags.{TAG_JOB_KEY} = '{key}'",
+                                   order_by=["attributes.start_time DESC"]))
+
+
+def supersede(uri: str, runs: Iterable[Any], new_run_id: str) -> None:
+    """Mark unfinished or failed earlier attempts of a job as superseded (kept, not deleted)."""
+    client = _client(uri)
+    for run in runs:
+        client.set_tag(run.info.run_id, "superseded_by", new_run_id)
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, status="KILLED")

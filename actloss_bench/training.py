@@ -1,0 +1,177 @@
+"""The training loop: tensors in memory, shuffled index batches, one host sync per epoch.
+
+A tiny MLP's step is dominated by Python overhead, so the loop avoids a DataLoader and any
+per-step ``.item()``: step losses and gradient norms stay on the device and are read once per
+epoch, when the validation metrics are computed and handed to ``on_epoch`` (the logger).
+A non-finite loss is a result, not a crash: the run stops at the end of that epoch and reports
+``status='diverged'`` with the first bad step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from actloss_bench import diagnostics, metrics
+from actloss_bench.compat import INVALID, Combo, classify, output_dim
+from actloss_bench.diagnoses import diagnose
+from actloss_bench.losses import Loss, encode_targets, make_loss
+from actloss_bench.model import MLP, build_model, build_optimizer
+from actloss_bench.tasks import REGRESSION, Dataset, make_dataset
+
+OK, DIVERGED = "ok", "diverged"
+
+
+class InvalidCombination(ValueError):
+    """The task x head x loss cell cannot run; the message says why."""
+
+
+@dataclass
+class TrainResult:
+    status: str
+    combo: Combo
+    history: List[Dict[str, float]] = field(default_factory=list)  # one dict per epoch
+    test: Dict[str, float] = field(default_factory=dict)  # test/* metrics
+    diagnoses: List[str] = field(default_factory=list)
+    diverged_at_step: Optional[int] = None
+    predictions: Optional[pd.DataFrame] = None
+    steps: int = 0
+
+    @property
+    def final(self) -> Dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class _Split:
+    X: torch.Tensor
+    y: torch.Tensor  # labels or values
+    target: torch.Tensor  # encoded for the loss
+
+
+def _evaluate(model: MLP, split: _Split, loss_fn: Loss, cfg, kind: str):
+    """Loss and metrics on one split (names without the split prefix), plus hidden outputs."""
+    with torch.no_grad():
+        out, hidden = model.forward_with_hidden(split.X)
+        loss = loss_fn(out, split.target, split.y)
+    result = {"loss": float(loss)}
+    y = split.y.cpu().numpy()
+    if kind == REGRESSION:
+        result.update(metrics.regression_metrics(y, out.cpu().numpy().reshape(-1)))
+        probs = None
+    else:
+        probs = metrics.probabilities(out.cpu(), head=cfg.head.name, loss=cfg.loss.name)
+        result.update(metrics.classification_metrics(y, probs))
+        result["data_majority_fraction"] = float(np.bincount(y).max() / len(y))
+    return result, hidden, out, probs
+
+
+def _network_metrics(hidden, grad_norm_sum: torch.Tensor, n_steps: int, activation: str):
+    out = {"dead/fraction": diagnostics.dead_fraction_overall(hidden)}
+    out.update({f"dead/layer_{i}": v for i, v in enumerate(diagnostics.dead_fractions(hidden))})
+    sat = diagnostics.saturation_fraction(hidden, activation)
+    if sat is not None:
+        out["saturation/fraction"] = sat
+    out.update(diagnostics.grad_norm_metrics((grad_norm_sum / max(n_steps, 1)).tolist()))
+    return out
+
+
+def _predictions(split: _Split, out: torch.Tensor, probs) -> pd.DataFrame:
+    y = split.y.cpu().numpy()
+    if probs is None:
+        return pd.DataFrame({"target": y, "prediction": out.cpu().numpy().reshape(-1)})
+    frame = pd.DataFrame({"target": y, "prediction": probs.argmax(1)})
+    for c in range(probs.shape[1]):
+        frame[f"prob_{c}"] = probs[:, c]
+    return frame
+
+
+def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = None,
+          data: Optional[Dataset] = None) -> TrainResult:
+    """Train one model as ``cfg`` says; ``on_epoch(epoch, metrics)`` receives each epoch's metrics.
+
+    Raises InvalidCombination before any work when the task x head x loss cell cannot run.
+    """
+    if cfg.trainer.threads is not None:
+        torch.set_num_threads(cfg.trainer.threads)
+    data = data if data is not None else make_dataset(cfg.task, cfg.seed)
+    combo = classify(data.kind, cfg.head.name, cfg.loss.name)
+    if combo.verdict == INVALID:
+        raise InvalidCombination(combo.reason)
+
+    device = pick_device(cfg.trainer.device)
+    torch.manual_seed(cfg.seed)
+    out_dim = output_dim(data.kind, cfg.head.name, cfg.loss.name, data.n_classes)
+    model = build_model(cfg, in_dim=data.n_features, out_dim=out_dim).to(device)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+    loss_fn = make_loss(cfg.loss, kind=data.kind, out_dim=out_dim, n_classes=data.n_classes,
+                        y_train=data.y_train)
+    if loss_fn.class_weights is not None:
+        loss_fn.class_weights = loss_fn.class_weights.to(device)
+
+    def split(X, y):
+        target = encode_targets(y, kind=data.kind, loss=cfg.loss.name, out_dim=out_dim,
+                                n_classes=data.n_classes,
+                                label_smoothing=cfg.loss.label_smoothing)
+        return _Split(X.to(device), y.to(device), target.to(device))
+
+    train_split = split(data.X_train, data.y_train)
+    val_split = split(data.X_val, data.y_val)
+    weighted = loss_fn.class_weights is not None
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    n, batch_size = len(train_split.X), cfg.trainer.batch_size
+    linears = model.linears
+    params = list(model.parameters())
+
+    result = TrainResult(status=OK, combo=combo)
+    for epoch in range(1, cfg.trainer.epochs + 1):
+        step_losses = []
+        grad_norm_sum = torch.zeros(len(linears), device=device)
+        for idx in torch.randperm(n, generator=generator, device=device).split(batch_size):
+            loss = loss_fn(model(train_split.X[idx]), train_split.target[idx],
+                           train_split.y[idx] if weighted else None)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm_sum += diagnostics.weight_grad_norms(linears)
+            if cfg.trainer.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.trainer.grad_clip)
+            optimizer.step()
+            step_losses.append(loss.detach())
+        losses = torch.stack(step_losses)
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):  # one host sync per epoch
+            result.status = DIVERGED
+            result.diverged_at_step = result.steps + int((~finite).nonzero()[0, 0]) + 1
+            result.steps += len(step_losses)
+            break
+        result.steps += len(step_losses)
+
+        val, hidden, _, _ = _evaluate(model, val_split, loss_fn, cfg, data.kind)
+        record = {"train/loss": float(losses.mean())}
+        record.update({f"val/{k}": v for k, v in val.items() if k != "data_majority_fraction"})
+        record.update(_network_metrics(hidden, grad_norm_sum, len(step_losses),
+                                       cfg.activation.name))
+        result.history.append(record)
+        if on_epoch is not None:
+            on_epoch(epoch, record)
+        last_val = val
+
+    if result.status == OK:
+        test_split = split(data.X_test, data.y_test)
+        test, _, out, probs = _evaluate(model, test_split, loss_fn, cfg, data.kind)
+        result.test = {f"test/{k}": v for k, v in test.items() if k != "data_majority_fraction"}
+        result.predictions = _predictions(test_split, out, probs)
+    final = dict(last_val) if result.history else {}
+    final.update({k: v for k, v in result.final.items() if "/" in k and not k.startswith("val/")})
+    result.diagnoses = diagnose(final, status=result.status)
+    return result
