@@ -1,0 +1,31 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def run_cli(*args, cwd=None, timeout=300, env=None, check=True):
+    """Run a console script of the project (a real process, as a user would)."""
+    full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
+    proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd or ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh SQLite tracking URI in a temporary folder."""
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+@pytest.fixture
+def small():
+    """Overrides that make a job take well under a second."""
+    return ["task.n_samples=300", "trainer.epochs=3", "model.width=16"]

@@ -1,0 +1,67 @@
+"""Network diagnostics and the diagnosis detectors, on constructed cases with known answers."""
+
+import math
+
+import pytest
+import torch
+
+from actloss_bench import diagnostics as d
+from actloss_bench.diagnoses import THRESHOLDS, diagnose
+
+
+def test_dead_fraction_per_layer_and_overall():
+    h1 = torch.tensor([[0.0, 1.0, 0.0, 2.0], [0.0, 0.0, 0.0, 1.0]])  # units 0 and 2 dead
+    h2 = torch.tensor([[0.0, 3.0], [1e-9, 0.0]])  # nobody dead: 1e-9 is not exactly 0
+    assert d.dead_fractions([h1, h2]) == [0.5, 0.0]
+    assert d.dead_fraction_overall([h1, h2]) == pytest.approx(2 / 6)
+
+
+def test_saturation_counts_flat_tails_only_for_sigmoid_and_tanh():
+    s = torch.sigmoid(torch.tensor([[-10.0, 0.0, 10.0, 3.0]]))  # -10 and 10 in the tails
+    assert d.saturation_fraction([s], "sigmoid") == pytest.approx(0.5)
+    t = torch.tanh(torch.tensor([[-5.0, 0.1], [3.0, -1.0]]))  # |tanh| > 0.98 for |z| > 2.3
+    assert d.saturation_fraction([t], "tanh") == pytest.approx(0.5)
+    assert d.saturation_fraction([t], "relu") is None
+
+
+def test_grad_norms_match_linalg():
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(3, 4), torch.nn.Linear(4, 1)]
+    x = torch.randn(5, 3)
+    layers[1](torch.relu(layers[0](x))).sum().backward()
+    got = d.weight_grad_norms(layers)
+    ref = [torch.linalg.matrix_norm(layer.weight.grad) for layer in layers]
+    torch.testing.assert_close(got, torch.stack(ref))
+    assert d.grad_norm_metrics([1e-4, 0.5, 2.0]) == {
+        "grad_norm/layer_0": 1e-4, "grad_norm/layer_1": 0.5, "grad_norm/layer_2": 2.0,
+        "grad_norm/ratio_first_last": 5e-5}
+
+
+HEALTHY = {"pred_majority_fraction": 0.55, "data_majority_fraction": 0.5, "dead/fraction": 0.0,
+           "grad_norm/ratio_first_last": 0.8, "ece": 0.02, "mean_confidence": 0.9,
+           "accuracy": 0.9}
+
+
+def test_healthy_run_has_no_diagnosis():
+    assert diagnose(HEALTHY, status="ok") == []
+
+
+@pytest.mark.parametrize("change,expected", [
+    ({"pred_majority_fraction": 0.99}, ["collapsed"]),
+    ({"pred_majority_fraction": 0.99, "data_majority_fraction": 0.95}, []),  # data that skewed
+    ({"pred_majority_fraction": 1.0, "data_majority_fraction": 0.95}, ["collapsed"]),
+    ({"dead/fraction": THRESHOLDS.dead_fraction}, ["dead_units"]),
+    ({"grad_norm/ratio_first_last": 1e-4}, ["vanishing_gradients"]),
+    ({"saturation/fraction": 0.7}, ["saturated"]),
+    ({"ece": 0.2, "mean_confidence": 0.99, "accuracy": 0.79}, ["overconfident"]),
+    ({"ece": 0.2, "mean_confidence": 0.6, "accuracy": 0.8}, ["underconfident"]),
+    ({"grad_norm/ratio_first_last": math.nan}, []),
+])
+def test_each_detector_fires_on_its_case(change, expected):
+    assert diagnose({**HEALTHY, **change}, status="ok") == expected
+
+
+def test_diverged_and_regression_collapse():
+    assert diagnose({}, status="diverged") == ["diverged"]
+    assert diagnose({"pred_std_ratio": 0.01}, status="ok") == ["collapsed"]
+    assert diagnose({"pred_std_ratio": 0.9}, status="ok") == []

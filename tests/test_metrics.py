@@ -1,0 +1,130 @@
+"""Each metric against an independent reference: scikit-learn or a plain formula."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+
+from actloss_bench import metrics as m
+
+
+@pytest.fixture(params=[0, 1, 2])
+def binary_case(request):
+    rng = np.random.default_rng(request.param)
+    y = rng.integers(0, 2, 200)
+    p1 = np.clip(0.35 * y + 0.65 * rng.uniform(0, 1, 200), 0, 1)
+    p1[:10] = 0.5  # ties
+    return y, np.stack([1 - p1, p1], 1)
+
+
+@pytest.fixture(params=[0, 1])
+def multi_case(request):
+    rng = np.random.default_rng(request.param)
+    y = rng.integers(0, 4, 300)
+    logits = rng.normal(size=(300, 4)) + 1.5 * np.eye(4)[y]
+    P = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return y, P
+
+
+def test_binary_against_sklearn(binary_case):
+    y, P = binary_case
+    pred = P.argmax(1)
+    got = m.classification_metrics(y, P)
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert got["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert got["f1_macro"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y, P[:, 1]))
+    assert got["pr_auc"] == pytest.approx(skm.average_precision_score(y, P[:, 1]))
+    assert got["brier"] == pytest.approx(skm.brier_score_loss(y, P[:, 1]))
+    assert got["nll"] == pytest.approx(skm.log_loss(y, P))
+
+
+def test_multiclass_against_sklearn(multi_case):
+    y, P = multi_case
+    pred = P.argmax(1)
+    got = m.classification_metrics(y, P)
+    assert got["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert got["f1_macro"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y, P, multi_class="ovr"))
+    assert got["nll"] == pytest.approx(skm.log_loss(y, P))
+    brier_loop = np.mean([sum((P[i, k] - (y[i] == k)) ** 2 for k in range(4))
+                          for i in range(len(y))])
+    assert got["brier"] == pytest.approx(brier_loop)
+    assert "pr_auc" not in got
+
+
+def test_f1_counts_predicted_only_classes_like_sklearn():
+    y = np.array([0, 0, 0, 1])
+    pred = np.array([0, 2, 0, 1])  # class 2 is predicted but never true
+    assert m.f1_macro(y, pred, 3) == pytest.approx(skm.f1_score(y, pred, average="macro"))
+
+
+def _ece_reference(correct, conf, n_bins=15):
+    """Plain loop over equal-width bins [k/15, (k+1)/15), the last bin closed."""
+    total = 0.0
+    for k in range(n_bins):
+        lo, hi = k / n_bins, (k + 1) / n_bins
+        inside = (conf >= lo) & ((conf < hi) if k < n_bins - 1 else (conf <= hi))
+        if inside.any():
+            total += inside.mean() * abs(correct[inside].mean() - conf[inside].mean())
+    return total
+
+
+def test_ece_against_loop(multi_case):
+    y, P = multi_case
+    correct, conf = P.argmax(1) == y, P.max(1)
+    assert m.expected_calibration_error(correct, conf) == pytest.approx(
+        _ece_reference(correct, conf))
+
+
+def test_ece_exact_small_case():
+    # Two bins used: conf 0.9 (2 samples, 1 right) and conf 0.6 (2 samples, both right).
+    correct = np.array([1, 0, 1, 1])
+    conf = np.array([0.9, 0.9, 0.6, 0.6])
+    assert m.expected_calibration_error(correct, conf) == pytest.approx(
+        0.5 * abs(0.5 - 0.9) + 0.5 * abs(1.0 - 0.6))
+
+
+def test_perfectly_calibrated_is_zero():
+    conf = np.full(1000, 0.7)
+    correct = np.r_[np.ones(700), np.zeros(300)]
+    assert m.expected_calibration_error(correct, conf) == pytest.approx(0.0)
+
+
+def test_majority_fraction_and_minority_recall():
+    y = np.array([0, 0, 0, 0, 1, 1])
+    P = np.array([[0.9, 0.1]] * 5 + [[0.2, 0.8]])
+    got = m.classification_metrics(y, P)
+    assert got["pred_majority_fraction"] == pytest.approx(5 / 6)
+    assert got["minority_recall"] == pytest.approx(0.5)
+
+
+def test_regression_against_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=100)
+    pred = y + rng.normal(scale=0.3, size=100)
+    got = m.regression_metrics(y, pred)
+    assert got["mae"] == pytest.approx(skm.mean_absolute_error(y, pred))
+    assert got["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, pred)))
+    assert got["r2"] == pytest.approx(skm.r2_score(y, pred))
+    assert m.regression_metrics(y, np.full(100, 3.0))["pred_std_ratio"] == 0.0
+
+
+def test_non_finite_probabilities_give_nan_not_crash():
+    P = np.array([[np.nan, np.nan], [0.5, 0.5]])
+    got = m.classification_metrics(np.array([0, 1]), P)
+    assert np.isnan(got["accuracy"]) and np.isnan(got["ece"])
+
+
+@pytest.mark.parametrize("head,loss,out,expected", [
+    ("linear", "bce_with_logits", [[0.0], [2.0]], [[0.5, 0.5], [0.1192, 0.8808]]),
+    ("sigmoid", "bce", [[0.25]], [[0.75, 0.25]]),
+    ("linear", "mse", [[1.4], [-0.2]], [[0.0, 1.0], [1.0, 0.0]]),
+    ("softmax", "ce", [[0.2, 0.8]], [[0.2, 0.8]]),
+    ("log_softmax", "nll", [[np.log(0.3), np.log(0.7)]], [[0.3, 0.7]]),
+    ("linear", "ce", [[0.0, np.log(3.0)]], [[0.25, 0.75]]),
+    ("linear", "mse", [[0.5, 0.5, 0.0]], [[0.5, 0.5, 0.0]]),
+])
+def test_probabilities_follow_head_and_loss(head, loss, out, expected):
+    got = m.probabilities(torch.tensor(out), head=head, loss=loss)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
