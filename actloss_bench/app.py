@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from actloss_bench import tracking
 from actloss_bench.paths import CONF_DIR
-from actloss_bench.schema import ConfigError, register_schema, validate
+from actloss_bench.schema import ConfigError, apply_arm, register_schema, validate
 from actloss_bench.sweep import read_sweep_info
 from actloss_bench.tracking import TrackingError
 
@@ -28,7 +28,8 @@ register_schema()
 
 
 def _run_name(cfg: DictConfig) -> str:
-    return (f"{cfg.activation.name}-{cfg.head.name}-{cfg.loss.name}-{cfg.task.name}"
+    arm = f"[{cfg.arm}]" if cfg.arm else ""
+    return (f"{cfg.activation.name}-{cfg.head.name}-{cfg.loss.name}{arm}-{cfg.task.name}"
             f"-s{cfg.seed}")
 
 
@@ -64,6 +65,7 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     """Train, log and summarise one job. Returns the final validation score for sweepers."""
     from actloss_bench.training import InvalidCombination, train
 
+    apply_arm(cfg)
     validate(cfg)
     multirun = _is_multirun()
     sweep_dir = HydraConfig.get().sweep.dir if HydraConfig.initialized() else None

@@ -110,18 +110,27 @@ def average_precision(positive: np.ndarray, score: np.ndarray) -> float:
     return float(np.sum(recall_gain * precision))
 
 
+def reliability_bins(correct: np.ndarray, confidence: np.ndarray, n_bins: int = ECE_BINS):
+    """Per equal-width bin [k/n, (k+1)/n): mean confidence, accuracy, count (empty bins NaN)."""
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.bincount(bins, weights=correct.astype(float), minlength=n_bins) / count
+        conf = np.bincount(bins, weights=confidence, minlength=n_bins) / count
+    return conf, acc, count
+
+
 def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray,
                                n_bins: int = ECE_BINS) -> float:
     """ECE over ``n_bins`` equal-width confidence bins: sum_b (n_b/N) |acc_b - conf_b|."""
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
-    acc = np.bincount(bins, weights=correct.astype(float), minlength=n_bins)
-    conf = np.bincount(bins, weights=confidence, minlength=n_bins)
-    return float(np.sum(np.abs(acc - conf)) / len(confidence))
+    conf, acc, count = reliability_bins(correct, confidence, n_bins)
+    return float(np.nansum(count * np.abs(acc - conf)) / len(confidence))
 
 
 def brier(y: np.ndarray, P: np.ndarray) -> float:
-    """Binary: mean (p1 - y)^2 (sklearn's brier_score_loss). Multiclass: mean sum_k (p_k - y_k)^2."""
+    """Binary: mean (p1 - y)^2 (sklearn's brier_score_loss).
+
+    Multiclass: mean over samples of sum_k (p_k - y_k)^2."""
     if P.shape[1] == 2:
         return float(np.mean((P[:, 1] - y) ** 2))
     onehot = np.eye(P.shape[1])[y]

@@ -11,17 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from actloss_bench.metrics import ECE_BINS  # noqa: E402
-
-
-def reliability_bins(correct: np.ndarray, confidence: np.ndarray, n_bins: int = ECE_BINS):
-    """Per equal-width bin: mean confidence, accuracy and count (empty bins are NaN)."""
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acc = np.bincount(bins, weights=correct.astype(float), minlength=n_bins) / count
-        conf = np.bincount(bins, weights=confidence, minlength=n_bins) / count
-    return conf, acc, count
+from actloss_bench.metrics import reliability_bins  # noqa: E402
 
 
 def _series(history: List[Dict[str, float]], prefix: str) -> Dict[str, List[float]]:

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from actloss_bench.paths import CONF_DIR
-from actloss_bench.schema import ConfigError, register_schema, validate
+from actloss_bench.schema import ConfigError, apply_arm, register_schema, validate
 
 GROUPS = ("task", "activation", "head", "loss", "model", "optimizer", "trainer", "tracking",
           "experiment")
@@ -75,6 +75,7 @@ def check_overrides(args: List[str]) -> None:
                     raise
                 except Exception as e:  # Hydra/OmegaConf composition errors
                     raise ConfigError(_one_line(e)) from None
+                apply_arm(cfg)
                 validate(cfg)
     finally:
         GlobalHydra.instance().clear()

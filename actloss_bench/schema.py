@@ -85,6 +85,8 @@ class TrainerConfig:
     device: str = "auto"
     # torch intra-op threads; tiny matrices run fastest on 1 (see benchmarks/README.md).
     threads: Optional[int] = 1
+    # Also fit scikit-learn's LogisticRegression on the same split (test/logreg_accuracy).
+    linear_baseline: bool = False
 
 
 @dataclass
@@ -124,6 +126,11 @@ class Config:
     # Per-profile values an experiment reads through interpolation, e.g.
     # ``trainer.epochs: ${profiles.${profile}.epochs}``.
     profiles: Dict[str, Any] = field(default_factory=dict)
+    # An experiment's named arms: ``arm=<name>`` applies ``arms[<name>]``, a mapping of keys to
+    # values (``loss: focal`` names a group choice, ``loss.gamma: 1.0`` sets a field), so a
+    # sweep can pair head and loss choices instead of crossing them.
+    arm: Optional[str] = None
+    arms: Dict[str, Any] = field(default_factory=dict)
 
 
 def register_schema() -> None:
@@ -135,6 +142,27 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 CLASS_WEIGHTS = ("none", "balanced")
 PROFILES = ("quick", "full")
+
+
+GROUPS_WITH_NAME = ("task", "activation", "head", "loss", "optimizer")
+
+
+def apply_arm(cfg: Any) -> None:
+    """Apply ``cfg.arms[cfg.arm]`` in place (no-op without an arm); ConfigError if unknown."""
+    from omegaconf import OmegaConf
+
+    if cfg.arm is None:
+        return
+    if cfg.arm not in cfg.arms:
+        raise ConfigError(f"arm={cfg.arm!r} is not an arm of this experiment; choose one of: "
+                          f"{', '.join(cfg.arms) or '(none defined)'}")
+    for key, value in cfg.arms[cfg.arm].items():
+        key = f"{key}.name" if key in GROUPS_WITH_NAME else key
+        try:
+            OmegaConf.update(cfg, key, value, merge=True)
+        except Exception as e:  # unknown key or wrong type in the arm itself
+            first_line = str(e).splitlines()[0]
+            raise ConfigError(f"arms.{cfg.arm}: {key}={value!r}: {first_line}") from None
 
 
 def _allowed(key: str, value: Any, allowed: List[str] | tuple) -> None:

@@ -96,6 +96,23 @@ def _predictions(split: _Split, out: torch.Tensor, probs) -> pd.DataFrame:
     return frame
 
 
+def target_entropy(label_smoothing: float, n_classes: int) -> float:
+    """Entropy of a label-smoothed one-hot target: what soft-target CE and KL differ by."""
+    if label_smoothing <= 0:
+        return 0.0
+    off = label_smoothing / n_classes
+    on = 1 - label_smoothing + off
+    return float(-(on * np.log(on) + (n_classes - 1) * off * np.log(off)))
+
+
+def logreg_accuracy(data: Dataset) -> float:
+    """Test accuracy of scikit-learn's LogisticRegression on the same standardised split."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=1000).fit(data.X_train.numpy(), data.y_train.numpy())
+    return float(clf.score(data.X_test.numpy(), data.y_test.numpy()))
+
+
 def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = None,
           data: Optional[Dataset] = None) -> TrainResult:
     """Train one model as ``cfg`` says; ``on_epoch(epoch, metrics)`` receives each epoch's metrics.
@@ -171,6 +188,11 @@ def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = 
         test, _, out, probs = _evaluate(model, test_split, loss_fn, cfg, data.kind)
         result.test = {f"test/{k}": v for k, v in test.items() if k != "data_majority_fraction"}
         result.predictions = _predictions(test_split, out, probs)
+        if data.kind != REGRESSION:
+            result.test["test/target_entropy"] = target_entropy(cfg.loss.label_smoothing,
+                                                                data.n_classes)
+            if cfg.trainer.linear_baseline:
+                result.test["test/logreg_accuracy"] = logreg_accuracy(data)
     final = dict(last_val) if result.history else {}
     final.update({k: v for k, v in result.final.items() if "/" in k and not k.startswith("val/")})
     result.diagnoses = diagnose(final, status=result.status)

@@ -1,6 +1,5 @@
 """Each registry is tied to its config folder, and every config composes against the schema."""
 
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir

@@ -1,0 +1,1 @@
+"""``actloss-report``: runs from MLflow -> pandas -> verdicts, tables and figures in results/."""
