@@ -106,9 +106,14 @@ def run_job(cfg: DictConfig) -> Optional[float]:
             raise
         return None
     except BaseException as e:  # noqa: BLE001 - recorded, then re-raised or swallowed below
-        logger.finish(status="failed", tags={"error": f"{type(e).__name__}: {e}"[:4000]},
-                      artifacts={"traceback.txt": lambda p: p.write_text(traceback.format_exc())})
+        trace = traceback.format_exc()
         print(f"[failed] {_run_name(cfg)}: {type(e).__name__}: {e}")
+        try:
+            logger.finish(status="failed", tags={"error": f"{type(e).__name__}: {e}"[:4000]},
+                          artifacts={"traceback.txt": lambda p: p.write_text(trace)})
+        except Exception as log_error:  # the store itself may be what failed
+            print(f"[failed] {_run_name(cfg)}: could not record the failure "
+                  f"({type(log_error).__name__}); a re-run will redo this job")
         if not multirun or not isinstance(e, Exception):
             raise
         return None

@@ -68,12 +68,16 @@ class MlflowSweepCallback(Callback):
             return
         os.environ.pop(ENV_SWEEP_FILE, None)
         client = tracking._client(info["uri"])
-        runs = client.search_runs(
-            [info["experiment_id"]],
-            filter_string=f"tags.mlflow.parentRunId = '{info['parent_run_id']}'",
-            max_results=50000)
-        print(sweep_summary(runs, info, config.tracking.experiment))
-        client.set_terminated(info["parent_run_id"], status="FINISHED")
+        try:
+            runs = client.search_runs(
+                [info["experiment_id"]],
+                filter_string=f"tags.mlflow.parentRunId = '{info['parent_run_id']}'",
+                max_results=50000)
+            print(sweep_summary(runs, info, config.tracking.experiment))
+            client.set_terminated(info["parent_run_id"], status="FINISHED")
+        except Exception as e:  # e.g. the tracking server went away mid-sweep
+            print(f"sweep {info['sweep_id']}: could not read the sweep back from {info['uri']} "
+                  f"({type(e).__name__}); finished jobs stay recorded, re-run to complete")
 
 
 def sweep_summary(runs, info: Dict[str, Any], experiment: str) -> str:

@@ -170,9 +170,11 @@ class RunLogger:
     def finish(self, *, status: str, metrics: Optional[Dict[str, float]] = None,
                tags: Optional[Dict[str, Any]] = None, artifacts: Optional[Dict[str, Any]] = None,
                step: int = 0) -> None:
-        """Final metrics and tags in one request, artifacts, then the run's terminal state."""
-        self.client.log_batch(self.run_id, metrics=_metrics(metrics or {}, step),
-                              tags=_tags({TAG_STATUS: status, **(tags or {})}))
+        """Artifacts, then final metrics and tags in one request, then the terminal state.
+
+        The ``status`` tag is written after the artifacts, so a job killed half-way through
+        finishing is never mistaken for a finished one by a resumed sweep.
+        """
         if artifacts:
             with tempfile.TemporaryDirectory() as tmp:
                 for rel, writer in artifacts.items():
@@ -180,6 +182,8 @@ class RunLogger:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     writer(target)
                 self.client.log_artifacts(self.run_id, tmp)
+        self.client.log_batch(self.run_id, metrics=_metrics(metrics or {}, step),
+                              tags=_tags({TAG_STATUS: status, **(tags or {})}))
         state = "FAILED" if status == "failed" else "FINISHED"
         self.client.set_terminated(self.run_id, status=state)
 

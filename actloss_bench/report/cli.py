@@ -59,13 +59,13 @@ def _local_path(artifact_uri: str, name: str) -> Optional[Path]:
     return None
 
 
-def _predictions(row) -> Optional[pd.DataFrame]:
+def _predictions(row, uri: str) -> Optional[pd.DataFrame]:
     path = _local_path(row.artifact_uri, "predictions.csv")
-    if path is None:
+    if path is None:  # served by a tracking server
         import mlflow
 
         path = Path(mlflow.artifacts.download_artifacts(
-            run_id=row.run_id, artifact_path="predictions.csv"))
+            run_id=row.run_id, artifact_path="predictions.csv", tracking_uri=uri))
     return pd.read_csv(path) if path.is_file() else None
 
 
@@ -105,7 +105,7 @@ def report_experiment(name: str, uri: str, out_dir: Path) -> Dict[str, str]:
     if verdict_cfg.get("reliability"):
         pooled = {}
         for cell, rows in table.runs.groupby(cells) if cells else [("all", table.runs)]:
-            frames = [f for f in (_predictions(r) for r in rows.itertuples()) if f is not None]
+            frames = [f for f in (_predictions(r, uri) for r in rows.itertuples()) if f is not None]
             if frames:
                 label = ", ".join(map(str, cell)) if isinstance(cell, tuple) else str(cell)
                 pooled[label] = pd.concat(frames)

@@ -1,0 +1,209 @@
+"""Scaling out and surviving faults: launchers, a real tracking server, resumable sweeps."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from actloss_bench.server import prepare_sqlite, server_command
+from conftest import BIN, ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _children(uri, experiment="actloss_bench"):
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
+    return client, [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+
+
+def test_submitit_local_launcher(tmp_path, store, small):
+    run_cli("actloss-bench", "-m", "hydra/launcher=local_procs", "activation=relu,tanh",
+            *small, f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/sweep")
+    _, runs = _children(store)
+    assert sorted(r.data.params["activation"] for r in runs) == ["relu", "tanh"]
+    assert all(r.data.tags["status"] == "ok" for r in runs)
+
+
+def test_same_numbers_across_launchers(tmp_path, store, small):
+    args = ["seed=5", "activation=gelu", *small, f"tracking.uri={store}"]
+    run_cli("actloss-bench", "-m", *args, "tracking.experiment=basic",
+            f"hydra.sweep.dir={tmp_path}/a")
+    run_cli("actloss-bench", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *args,
+            "tracking.experiment=joblib", f"hydra.sweep.dir={tmp_path}/b")
+    client, (a,) = _children(store, "basic")
+    _, (b,) = _children(store, "joblib")
+    assert a.data.metrics == b.data.metrics
+    for key in ("val/loss", "grad_norm/layer_0"):
+        assert ([m.value for m in client.get_metric_history(a.info.run_id, key)] ==
+                [m.value for m in client.get_metric_history(b.info.run_id, key)])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, store, small):
+    proc = run_cli("actloss-bench", "-m", "trainer.device=cpu,cuda", "seed=0,1", *small,
+                   f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/s")
+    _, runs = _children(store)
+    by_device = {}
+    for r in runs:
+        by_device.setdefault(r.data.params["trainer.device"], []).append(r.data.tags["status"])
+    assert by_device == {"cpu": ["ok", "ok"], "cuda": ["failed", "failed"]}
+    assert "2 failed, 2 ok" in proc.stdout
+
+
+def _sweep_cmd(store, sweep_dir):
+    return [str(BIN / "actloss-bench"), "-m", "activation=relu,tanh,gelu", "seed=0,1",
+            "task.n_samples=1500", "trainer.epochs=25", f"tracking.uri={store}",
+            f"hydra.sweep.dir={sweep_dir}"]
+
+
+def test_killed_sweep_resumes_without_redoing_or_duplicating(tmp_path, store):
+    proc = subprocess.Popen(_sweep_cmd(store, tmp_path / "first"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    done = []
+    while time.time() < deadline and len(done) < 2:
+        time.sleep(0.5)
+        if Path(store[len("sqlite:///"):]).exists():
+            try:
+                done = [r for r in _children(store)[1] if r.data.tags.get("status") == "ok"]
+            except Exception:  # database still being created
+                pass
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _, before = _children(store)
+    finished_before = {r.data.tags["job_key"] for r in before if r.data.tags["status"] == "ok"}
+    assert 2 <= len(finished_before) < 6, "the kill must land mid-sweep"
+
+    second = run_cli(*_sweep_cmd(store, tmp_path / "second"))
+    assert second.stdout.count("[done]") == len(finished_before)
+    _, after = _children(store)
+    live = [r for r in after if "superseded_by" not in r.data.tags]
+    assert sorted(r.data.tags["status"] for r in live) == ["ok"] * 6
+    assert len({r.data.tags["job_key"] for r in live}) == 6, "no job twice"
+    interrupted = [r for r in after if "superseded_by" in r.data.tags]
+    assert all(r.data.tags["status"] == "running" for r in interrupted)
+
+
+def test_unwritable_results_folder_and_corrupt_database(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the results folder should be")
+    proc = run_cli("actloss-bench", f"tracking.uri=sqlite:///{blocker}/mlflow.db", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("actloss-bench: error: cannot create results folder")
+    corrupt = tmp_path / "mlflow.db"
+    corrupt.write_bytes(b"\x00garbage" * 100)
+    proc = run_cli("actloss-bench", "-m", "seed=0,1", f"tracking.uri=sqlite:///{corrupt}",
+                   f"hydra.sweep.dir={tmp_path}/s", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"actloss-bench: error: {corrupt} is not a SQLite database "
+                                   "(corrupt or wrong file)")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(root: Path, port: int):
+    backend = prepare_sqlite(root / "mlflow.db")
+    (root / "mlartifacts").mkdir(parents=True, exist_ok=True)
+    cmd = server_command(host="127.0.0.1", port=port, backend_uri=backend,
+                         artifacts=root / "mlartifacts", workers=1)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.25)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise RuntimeError("tracking server did not start")
+
+
+def _rest(url, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url + path, data=data,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        raw = r.read()
+    return json.loads(raw) if raw.startswith(b"{") else raw.decode()
+
+
+@pytest.fixture
+def server(tmp_path):
+    proc, url = _start_server(tmp_path / "server", _free_port())
+    yield url
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_sweep_against_a_real_tracking_server_read_back_over_rest(tmp_path, server, small):
+    run_cli("actloss-bench", "-m", "activation=relu,sigmoid", *small, f"tracking.uri={server}",
+            f"hydra.sweep.dir={tmp_path}/s")
+    exp = _rest(server, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=actloss_bench")
+    exp_id = exp["experiment"]["experiment_id"]
+    runs = _rest(server, "/api/2.0/mlflow/runs/search",
+                 {"experiment_ids": [exp_id], "max_results": 100})["runs"]
+    children = [r for r in runs if any(t["key"] == "mlflow.parentRunId"
+                                       for t in r["data"].get("tags", []))]
+    assert len(children) == 2
+    run_id = children[0]["info"]["run_id"]
+    history = _rest(server, "/api/2.0/mlflow/metrics/get-history?" + urllib.parse.urlencode(
+        {"run_id": run_id, "metric_key": "val/accuracy"}))["metrics"]
+    assert sorted(m["step"] for m in history) == [1, 2, 3]
+    files = {f["path"] for f in _rest(server, "/api/2.0/mlflow/artifacts/list?run_id=" +
+                                      run_id)["files"]}
+    assert {"config.yaml", "predictions.csv", "plots"} <= files
+    csv = _rest(server, f"/get-artifact?path=predictions.csv&run_uuid={run_id}")
+    assert csv.splitlines()[0].startswith("target,prediction,prob_0,prob_1")
+
+
+def test_server_gone_mid_sweep_keeps_finished_jobs(tmp_path, small):
+    port = _free_port()
+    root = tmp_path / "server"
+    proc, url = _start_server(root, port)
+    env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+           "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    sweep = subprocess.Popen([str(BIN / "actloss-bench"), "-m", "seed=0,1,2,3,4,5",
+                              "task.n_samples=1500", "trainer.epochs=25", f"tracking.uri={url}",
+                              f"hydra.sweep.dir={tmp_path}/s"], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
+    deadline = time.time() + 120
+    finished = []
+    while time.time() < deadline and len(finished) < 2:
+        time.sleep(0.5)
+        finished = [r for r in client.search_runs(
+            [e.experiment_id for e in client.search_experiments()]) if
+            r.data.tags.get("status") == "ok"]
+    os.killpg(proc.pid, signal.SIGKILL)  # the server goes away mid-sweep
+    proc.wait()
+    out, _ = sweep.communicate(timeout=300)
+    assert sweep.returncode != 0
+    kept = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+            if r.data.tags.get("status") == "ok"]
+    assert len(kept) >= 2 and {r.info.run_id for r in finished} <= {r.info.run_id for r in kept}
+    proc, url2 = _start_server(root, port)  # back up: a re-run completes the sweep
+    try:
+        rerun = run_cli("actloss-bench", "-m", "seed=0,1,2,3,4,5", "task.n_samples=1500",
+                        "trainer.epochs=25", f"tracking.uri={url2}",
+                        f"hydra.sweep.dir={tmp_path}/s2", env=env)
+        assert rerun.stdout.count("[done]") == len(kept)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
