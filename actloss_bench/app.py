@@ -91,7 +91,8 @@ def run_job(cfg: DictConfig) -> Optional[float]:
             tracking.TAG_SWEEP: sweep["sweep_id"] if sweep else ""}
     logger = tracking.RunLogger.start(
         uri, experiment_id, run_name=_run_name(cfg), params=tracking.flatten_params(cfg),
-        tags=tags, parent_run_id=sweep["parent_run_id"] if sweep else None)
+        tags=tags, parent_run_id=sweep["parent_run_id"] if sweep else None,
+        flush_every_s=cfg.tracking.flush_every_s)
     if earlier:
         tracking.supersede(uri, earlier, logger.run_id)
 

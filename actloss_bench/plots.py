@@ -62,7 +62,8 @@ def run_overview(history: List[Dict[str, float]], predictions: Optional[pd.DataF
         ax.legend(fontsize=7)
 
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    # Fixed margins: tight_layout would double the cost of the figure (~0.12 s per run).
+    fig.subplots_adjust(left=0.08, right=0.97, bottom=0.07, top=0.9, hspace=0.4, wspace=0.25)
     return fig
 
 

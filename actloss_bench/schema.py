@@ -96,6 +96,8 @@ class TrackingConfig:
     # None: `mlartifacts/` beside a SQLite file; the server's own store for http URIs.
     artifact_root: Optional[str] = None
     log_plots: bool = True
+    # Epoch metrics are sent in one request per this many seconds (and at the end).
+    flush_every_s: float = 2.0
     # Skip a job whose identical config already finished in this experiment (resumable sweeps).
     resume: bool = True
 
@@ -233,4 +235,6 @@ def validate(cfg: Any) -> None:
     if lo.pos_weight is not None:
         _check("loss.pos_weight", lo.pos_weight, lo.pos_weight > 0, "> 0 or null")
 
+    _check("tracking.flush_every_s", cfg.tracking.flush_every_s,
+           cfg.tracking.flush_every_s >= 0, ">= 0 (0: one request per epoch)")
     _check("seed", cfg.seed, cfg.seed >= 0, "an integer >= 0")

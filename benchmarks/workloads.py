@@ -1,0 +1,145 @@
+"""One benchmark workload per process: ``python benchmarks/workloads.py VARIANT [URI]``.
+
+Prints one JSON line: seconds of training (after imports and data generation), peak RSS, and
+RSS before training. Every variant trains the same MLP (actloss_bench.model.MLP, same seed) on
+the same data for the same number of optimiser steps; only the loop and the logging differ.
+
+Variants:
+  naive_train   the tutorial loop: TensorDataset + DataLoader(shuffle), loss.item() every
+                step, an extra DataLoader pass over validation each epoch
+  naive_logged  the same, plus mlflow.log_metric for every value (per step and per epoch)
+  bench_train   actloss_bench.training.train (all metrics and diagnostics every epoch)
+  bench_logged  the same, logged as actloss-bench does (RunLogger, artifacts, no plots)
+  bench_plots   bench_logged plus the per-run diagnostics figure
+  bench_train_2threads  bench_train with 2 torch threads
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+import time
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from actloss_bench import app, training  # noqa: F401 - imported before timing
+from actloss_bench.paths import CONF_DIR
+from actloss_bench.schema import register_schema
+
+# The representative config of the speed issue: binary, 4000 samples, 20 features,
+# depth 4 x width 64, batch 128, 100 epochs, Adam, CPU.
+REPRESENTATIVE = ["task=binary", "task.n_samples=4000", "task.n_features=20", "model.depth=4",
+                  "model.width=64", "trainer.batch_size=128", "trainer.epochs=100",
+                  "optimizer=adam", "trainer.device=cpu", "tracking.resume=false"]
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def config(extra=()):
+    register_schema()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=REPRESENTATIVE + list(extra))
+
+
+def naive(cfg, data, uri=None):
+    """The loop most tutorials teach."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from actloss_bench.model import build_model
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, in_dim=data.n_features, out_dim=1)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    train = DataLoader(TensorDataset(data.X_train, data.y_train.float()),
+                       batch_size=cfg.trainer.batch_size, shuffle=True)
+    val = DataLoader(TensorDataset(data.X_val, data.y_val.float()),
+                     batch_size=cfg.trainer.batch_size)
+    if uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment("naive")
+        mlflow.start_run()
+    step = 0
+    for epoch in range(cfg.trainer.epochs):
+        model.train()
+        for xb, yb in train:
+            opt.zero_grad()
+            loss = loss_fn(model(xb).squeeze(1), yb)
+            loss.backward()
+            opt.step()
+            step += 1
+            if uri:
+                mlflow.log_metric("train_loss", loss.item(), step=step)
+            else:
+                loss.item()
+        model.eval()
+        correct, total, val_loss = 0, 0, 0.0
+        with torch.no_grad():
+            for xb, yb in val:
+                out = model(xb).squeeze(1)
+                val_loss += loss_fn(out, yb).item() * len(yb)
+                correct += ((out > 0).float() == yb).sum().item()
+                total += len(yb)
+        if uri:
+            mlflow.log_metric("val_loss", val_loss / total, step=epoch)
+            mlflow.log_metric("val_accuracy", correct / total, step=epoch)
+    if uri:
+        mlflow.end_run()
+
+
+def bench(cfg, data, uri=None, plots=False):
+    from actloss_bench import tracking
+    from actloss_bench.app import _artifacts
+    from actloss_bench.training import train
+
+    if uri is None:
+        return train(cfg, data=data)
+    experiment_id = tracking.ensure_experiment(uri, "bench")
+    logger = tracking.RunLogger.start(uri, experiment_id, run_name="bench",
+                                      params=tracking.flatten_params(cfg), tags={},
+                                      flush_every_s=cfg.tracking.flush_every_s)
+    result = train(cfg, on_epoch=logger.log_epoch, data=data)
+    logger.finish(status=result.status, metrics=result.test,
+                  artifacts=_artifacts(cfg, result, plots), step=len(result.history))
+    return result
+
+
+def main() -> None:
+    variant = sys.argv[1]
+    uri = sys.argv[2] if len(sys.argv) > 2 else None
+    threads = 2 if variant.endswith("2threads") else 1
+    torch.set_num_threads(threads)
+    cfg = config([f"trainer.threads={threads}"])
+    from actloss_bench.tasks import make_dataset
+
+    data = make_dataset(cfg.task, cfg.seed)
+    if uri is None and "logged" in variant or "plots" in variant:
+        uri = uri or f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
+    if uri:  # create the store before timing: a run in a sweep finds it ready
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    # Start-up costs every torch process pays once, not training: the first optimiser
+    # constructed imports torch._dynamo (~1 s here).
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    before = rss_mb()
+    started = time.perf_counter()
+    if variant.startswith("naive"):
+        naive(cfg, data, uri if "logged" in variant else None)
+    else:
+        bench(cfg, data, uri if ("logged" in variant or "plots" in variant) else None,
+              plots="plots" in variant)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"variant": variant, "seconds": seconds, "peak_rss_mb": rss_mb(),
+                      "rss_before_mb": before}))
+
+
+if __name__ == "__main__":
+    main()
