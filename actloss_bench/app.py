@@ -23,6 +23,7 @@ from actloss_bench.paths import CONF_DIR
 from actloss_bench.schema import ConfigError, apply_arm, register_schema, validate
 from actloss_bench.sweep import read_sweep_info
 from actloss_bench.tracking import TrackingError
+from actloss_bench.vectorized import config_for_seed
 
 register_schema()
 
@@ -61,9 +62,43 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _pending_jobs(cfg: DictConfig, uri: str, experiment_id: str):
+    """(config, job_key, earlier attempts) of each seed this job covers that is not done yet."""
+    k = cfg.trainer.vectorize_seeds
+    configs = [cfg] if k == 1 else [config_for_seed(cfg, s) for s in range(cfg.seed, cfg.seed + k)]
+    pending = []
+    for one in configs:
+        key = tracking.job_key(one)
+        earlier = tracking.find_runs_by_key(uri, experiment_id, key) if cfg.tracking.resume else []
+        done = [r for r in earlier
+                if r.data.tags.get(tracking.TAG_STATUS) in tracking.FINISHED_STATUSES]
+        if done:
+            print(f"[done] {_run_name(one)}: finished before as run {done[0].info.run_id[:8]} "
+                  f"(job_key {key}); not run again")
+        else:
+            pending.append((one, key, earlier))
+    return pending
+
+
+def _record_failure(loggers, configs, e: BaseException, trace: str) -> None:
+    for logger, one in zip(loggers, configs):
+        print(f"[failed] {_run_name(one)}: {type(e).__name__}: {e}")
+        try:
+            logger.finish(status="failed", tags={"error": f"{type(e).__name__}: {e}"[:4000]},
+                          artifacts={"traceback.txt": lambda p: p.write_text(trace)})
+        except Exception as log_error:  # the store itself may be what failed
+            print(f"[failed] {_run_name(one)}: could not record the failure "
+                  f"({type(log_error).__name__}); a re-run will redo this job")
+
+
 def run_job(cfg: DictConfig) -> Optional[float]:
-    """Train, log and summarise one job. Returns the final validation score for sweepers."""
+    """Train, log and summarise one job. Returns the final validation score for sweepers.
+
+    With ``trainer.vectorize_seeds=K`` the job covers seeds seed..seed+K-1, trained as one
+    batched model and logged as K runs, each exactly as its sequential job would be.
+    """
     from actloss_bench.training import InvalidCombination, train
+    from actloss_bench.vectorized import train_seeds
 
     apply_arm(cfg)
     validate(cfg)
@@ -78,56 +113,57 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     else:
         experiment_id = sweep["experiment_id"]
 
-    key = tracking.job_key(cfg)
-    earlier = tracking.find_runs_by_key(uri, experiment_id, key) if cfg.tracking.resume else []
-    for run in earlier:
-        if run.data.tags.get(tracking.TAG_STATUS) in tracking.FINISHED_STATUSES:
-            print(f"[done] {_run_name(cfg)}: finished before as run {run.info.run_id[:8]} "
-                  f"(job_key {key}); not run again")
-            return None
-
-    tags = {tracking.TAG_STATUS: "running", tracking.TAG_JOB_KEY: key,
-            tracking.TAG_EXPERIMENT: cfg.claim.name or "",
-            tracking.TAG_SWEEP: sweep["sweep_id"] if sweep else ""}
-    logger = tracking.RunLogger.start(
-        uri, experiment_id, run_name=_run_name(cfg), params=tracking.flatten_params(cfg),
-        tags=tags, parent_run_id=sweep["parent_run_id"] if sweep else None,
-        flush_every_s=cfg.tracking.flush_every_s)
-    if earlier:
-        tracking.supersede(uri, earlier, logger.run_id)
+    pending = _pending_jobs(cfg, uri, experiment_id)
+    if not pending:
+        return None
+    configs = [one for one, _, _ in pending]
+    loggers = []
+    for one, key, earlier in pending:
+        tags = {tracking.TAG_STATUS: "running", tracking.TAG_JOB_KEY: key,
+                tracking.TAG_EXPERIMENT: cfg.claim.name or "",
+                tracking.TAG_SWEEP: sweep["sweep_id"] if sweep else ""}
+        if cfg.trainer.vectorize_seeds > 1:
+            tags["vectorized_with"] = cfg.trainer.vectorize_seeds
+        loggers.append(tracking.RunLogger.start(
+            uri, experiment_id, run_name=_run_name(one), params=tracking.flatten_params(one),
+            tags=tags, parent_run_id=sweep["parent_run_id"] if sweep else None,
+            flush_every_s=cfg.tracking.flush_every_s))
+        if earlier:
+            tracking.supersede(uri, earlier, loggers[-1].run_id)
 
     started = time.perf_counter()
     try:
-        result = train(cfg, on_epoch=logger.log_epoch)
+        if cfg.trainer.vectorize_seeds == 1:
+            results = [train(cfg, on_epoch=loggers[0].log_epoch)]
+        else:
+            results = train_seeds(cfg, [one.seed for one in configs],
+                                  on_epoch=[lg.log_epoch for lg in loggers])
     except InvalidCombination as e:
-        logger.finish(status="skipped", tags={tracking.TAG_COMBO: "invalid", "skip_reason": str(e),
-                                              tracking.TAG_DIAGNOSIS: "none"})
-        print(f"[skipped] {_run_name(cfg)}: invalid combination: {e}")
+        for logger, one in zip(loggers, configs):
+            logger.finish(status="skipped", tags={tracking.TAG_COMBO: "invalid",
+                                                  "skip_reason": str(e),
+                                                  tracking.TAG_DIAGNOSIS: "none"})
+            print(f"[skipped] {_run_name(one)}: invalid combination: {e}")
         if not multirun:
             raise
         return None
     except BaseException as e:  # noqa: BLE001 - recorded, then re-raised or swallowed below
-        trace = traceback.format_exc()
-        print(f"[failed] {_run_name(cfg)}: {type(e).__name__}: {e}")
-        try:
-            logger.finish(status="failed", tags={"error": f"{type(e).__name__}: {e}"[:4000]},
-                          artifacts={"traceback.txt": lambda p: p.write_text(trace)})
-        except Exception as log_error:  # the store itself may be what failed
-            print(f"[failed] {_run_name(cfg)}: could not record the failure "
-                  f"({type(log_error).__name__}); a re-run will redo this job")
+        _record_failure(loggers, configs, e, traceback.format_exc())
         if not multirun or not isinstance(e, Exception):
             raise
         return None
 
-    end_tags = {tracking.TAG_COMBO: result.combo.verdict, "combo_reason": result.combo.reason,
-                tracking.TAG_DIAGNOSIS: ",".join(result.diagnoses) or "none"}
-    if result.diverged_at_step is not None:
-        end_tags["diverged_at_step"] = result.diverged_at_step
-    logger.finish(status=result.status, metrics=result.test, tags=end_tags,
-                  artifacts=_artifacts(cfg, result, cfg.tracking.log_plots),
-                  step=len(result.history))
-    print(_summary_line(result.status, cfg, result, time.perf_counter() - started, logger.run_id))
-    final = result.final
+    seconds = (time.perf_counter() - started) / len(results)
+    for logger, one, result in zip(loggers, configs, results):
+        end_tags = {tracking.TAG_COMBO: result.combo.verdict, "combo_reason": result.combo.reason,
+                    tracking.TAG_DIAGNOSIS: ",".join(result.diagnoses) or "none"}
+        if result.diverged_at_step is not None:
+            end_tags["diverged_at_step"] = result.diverged_at_step
+        logger.finish(status=result.status, metrics=result.test, tags=end_tags,
+                      artifacts=_artifacts(one, result, cfg.tracking.log_plots),
+                      step=len(result.history))
+        print(_summary_line(result.status, one, result, seconds, logger.run_id))
+    final = results[0].final
     return final.get("val/accuracy", final.get("val/r2"))
 
 

@@ -85,6 +85,9 @@ class TrainerConfig:
     device: str = "auto"
     # torch intra-op threads; tiny matrices run fastest on 1 (see benchmarks/README.md).
     threads: Optional[int] = 1
+    # Train this many consecutive seeds (seed, seed+1, ...) as one batched model; each seed is
+    # still logged as its own run, as if it had run alone.
+    vectorize_seeds: int = 1
     # Also fit scikit-learn's LogisticRegression on the same split (test/logreg_accuracy).
     linear_baseline: bool = False
 
@@ -223,6 +226,8 @@ def validate(cfg: Any) -> None:
     _check("trainer.batch_size", tr.batch_size, tr.batch_size >= 1, "an integer >= 1")
     if tr.grad_clip is not None:
         _check("trainer.grad_clip", tr.grad_clip, tr.grad_clip > 0, "> 0 or null")
+    _check("trainer.vectorize_seeds", tr.vectorize_seeds, tr.vectorize_seeds >= 1,
+           "an integer >= 1")
     if tr.threads is not None:
         _check("trainer.threads", tr.threads, tr.threads >= 1, "an integer >= 1 or null")
 

@@ -124,8 +124,10 @@ def flatten_params(cfg: DictConfig) -> Dict[str, str]:
 
 
 def job_key(cfg: DictConfig) -> str:
-    """Stable identity of a job: hash of its resolved config minus tracking settings."""
-    params = {k: v for k, v in flatten_params(cfg).items() if not k.startswith("tracking.")}
+    """Stable identity of a job: hash of its resolved config minus tracking settings (and
+    ``trainer.vectorize_seeds``: a seed trained in a batch is the same job as alone)."""
+    params = {k: v for k, v in flatten_params(cfg).items()
+              if not k.startswith("tracking.") and k != "trainer.vectorize_seeds"}
     blob = json.dumps(params, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -154,6 +154,7 @@ def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = 
     grad_clip = cfg.trainer.grad_clip  # read once: OmegaConf lookups cost ~10 us each
 
     result = TrainResult(status=OK, combo=combo)
+    last_val: Dict[str, float] = {}
     for epoch in range(1, cfg.trainer.epochs + 1):
         step_losses = []
         grad_norm_sum = torch.zeros(len(linears), device=device)
@@ -186,17 +187,25 @@ def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = 
             on_epoch(epoch, record)
         last_val = val
 
+    test = None
     if result.status == OK:
         test_split = split(data.X_test, data.y_test)
         test, _, out, probs = _evaluate(model, test_split, loss_fn, cfg, data.kind)
-        result.test = {f"test/{k}": v for k, v in test.items() if k != "data_majority_fraction"}
         result.predictions = _predictions(test_split, out, probs)
+    finish_result(result, cfg, data, test, last_val if result.history else {})
+    return result
+
+
+def finish_result(result: TrainResult, cfg, data: Dataset, test: Optional[Dict[str, float]],
+                  last_val: Dict[str, float]) -> None:
+    """Fill in the test metrics (when the run finished) and the diagnoses of a result."""
+    if test is not None:
+        result.test = {f"test/{k}": v for k, v in test.items() if k != "data_majority_fraction"}
         if data.kind != REGRESSION:
             result.test["test/target_entropy"] = target_entropy(cfg.loss.label_smoothing,
                                                                 data.n_classes)
             if cfg.trainer.linear_baseline:
                 result.test["test/logreg_accuracy"] = logreg_accuracy(data)
-    final = dict(last_val) if result.history else {}
+    final = dict(last_val)
     final.update({k: v for k, v in result.final.items() if "/" in k and not k.startswith("val/")})
     result.diagnoses = diagnose(final, status=result.status)
-    return result
