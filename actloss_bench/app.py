@@ -46,7 +46,7 @@ def _summary_line(status: str, cfg: DictConfig, result, seconds: float, run_id: 
             f"run {run_id[:8]})").replace(":  ", ": ")
 
 
-def _artifacts(cfg: DictConfig, result, log_plots: bool):
+def run_artifacts(cfg: DictConfig, result, log_plots: bool):
     from actloss_bench import plots
 
     arts = {"config.yaml": lambda p: p.write_text(OmegaConf.to_yaml(cfg, resolve=True))}
@@ -160,7 +160,7 @@ def run_job(cfg: DictConfig) -> Optional[float]:
         if result.diverged_at_step is not None:
             end_tags["diverged_at_step"] = result.diverged_at_step
         logger.finish(status=result.status, metrics=result.test, tags=end_tags,
-                      artifacts=_artifacts(one, result, cfg.tracking.log_plots),
+                      artifacts=run_artifacts(one, result, cfg.tracking.log_plots),
                       step=len(result.history))
         print(_summary_line(result.status, one, result, seconds, logger.run_id))
     final = results[0].final

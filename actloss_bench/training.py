@@ -63,6 +63,12 @@ def _evaluate(model: MLP, split: _Split, loss_fn: Loss, cfg, kind: str):
     """Loss and metrics on one split (names without the split prefix), plus hidden outputs."""
     with torch.inference_mode():
         out, hidden = model.forward_with_hidden(split.X)
+    return split_metrics(out, hidden, split, loss_fn, cfg, kind)
+
+
+def split_metrics(out: torch.Tensor, hidden, split: _Split, loss_fn: Loss, cfg, kind: str):
+    """Metrics of a model's outputs on one split: (metrics, hidden, outputs, probabilities)."""
+    with torch.inference_mode():
         loss = loss_fn(out, split.target, split.y)
     result = {"loss": float(loss)}
     y = split.y.cpu().numpy()
@@ -74,6 +80,15 @@ def _evaluate(model: MLP, split: _Split, loss_fn: Loss, cfg, kind: str):
         result.update(metrics.classification_metrics(y, probs))
         result["data_majority_fraction"] = float(np.bincount(y).max() / len(y))
     return result, hidden, out, probs
+
+
+def epoch_record(train_loss: float, val: Dict[str, float], hidden, grad_norm_sum: torch.Tensor,
+                 n_steps: int, activation: str) -> Dict[str, float]:
+    """One epoch's logged metrics: train loss, val/*, dead units, saturation, gradient norms."""
+    record = {"train/loss": train_loss}
+    record.update({f"val/{k}": v for k, v in val.items() if k != "data_majority_fraction"})
+    record.update(_network_metrics(hidden, grad_norm_sum, n_steps, activation))
+    return record
 
 
 def _network_metrics(hidden, grad_norm_sum: torch.Tensor, n_steps: int, activation: str):
@@ -178,10 +193,8 @@ def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = 
         result.steps += len(step_losses)
 
         val, hidden, _, _ = _evaluate(model, val_split, loss_fn, cfg, data.kind)
-        record = {"train/loss": float(losses.mean())}
-        record.update({f"val/{k}": v for k, v in val.items() if k != "data_majority_fraction"})
-        record.update(_network_metrics(hidden, grad_norm_sum, len(step_losses),
-                                       cfg.activation.name))
+        record = epoch_record(float(losses.mean()), val, hidden, grad_norm_sum,
+                              len(step_losses), cfg.activation.name)
         result.history.append(record)
         if on_epoch is not None:
             on_epoch(epoch, record)

@@ -21,8 +21,8 @@ from actloss_bench.model import build_model, build_optimizer
 from actloss_bench.schema import ConfigError
 from actloss_bench.tasks import make_dataset
 from actloss_bench.training import (DIVERGED, OK, InvalidCombination, TrainResult, _evaluate,
-                                    _network_metrics, _predictions, _Split, finish_result,
-                                    pick_device)
+                                    _predictions, _Split, epoch_record, finish_result,
+                                    pick_device, split_metrics)
 
 EpochCallback = Callable[[int, Dict[str, float]], None]
 
@@ -83,10 +83,18 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
     active = torch.ones(S, dtype=torch.bool)
     last_val: List[Dict[str, float]] = [{} for _ in seeds]
 
-    def forward(x):
+    def forward_with_hidden(x):
+        hidden = []
         for i in range(n_layers - 1):
             x = act(torch.baddbmm(biases[i][:, None, :], x, weights[i].transpose(1, 2)))
-        return head(torch.baddbmm(biases[-1][:, None, :], x, weights[-1].transpose(1, 2)))
+            hidden.append(x)
+        out = torch.baddbmm(biases[-1][:, None, :], x, weights[-1].transpose(1, 2))
+        return head(out), hidden
+
+    def forward(x):
+        return forward_with_hidden(x)[0]
+
+    X_val = torch.stack([v.X for v in val])
 
     for epoch in range(1, cfg.trainer.epochs + 1):
         perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
@@ -105,6 +113,8 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
             step_losses.append(seed_losses.detach())
         losses = torch.stack(step_losses, 1)  # (S, steps)
         finite = torch.isfinite(losses)
+        with torch.inference_mode():
+            out_val, hidden_val = forward_with_hidden(X_val)
         for s in range(S):
             if not active[s]:
                 continue
@@ -116,13 +126,10 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
                 active[s] = False
                 continue
             r.steps += losses.shape[1]
-            _copy_seed(models[s], weights, biases, s)
-            metrics, hidden, _, _ = _evaluate(models[s], val[s], loss_fns[s], cfg, kind)
-            record = {"train/loss": float(losses[s].mean())}
-            record.update({f"val/{key}": v for key, v in metrics.items()
-                           if key != "data_majority_fraction"})
-            record.update(_network_metrics(hidden, grad_norm_sum[:, s], losses.shape[1],
-                                           cfg.activation.name))
+            metrics, hidden, _, _ = split_metrics(out_val[s], [h[s] for h in hidden_val],
+                                                  val[s], loss_fns[s], cfg, kind)
+            record = epoch_record(float(losses[s].mean()), metrics, hidden, grad_norm_sum[:, s],
+                                  losses.shape[1], cfg.activation.name)
             r.history.append(record)
             last_val[s] = metrics
             if on_epoch is not None and on_epoch[s] is not None:

@@ -96,7 +96,7 @@ def naive(cfg, data, uri=None):
 
 def bench(cfg, data, uri=None, plots=False):
     from actloss_bench import tracking
-    from actloss_bench.app import _artifacts
+    from actloss_bench.app import run_artifacts
     from actloss_bench.training import train
 
     if uri is None:
@@ -107,7 +107,7 @@ def bench(cfg, data, uri=None, plots=False):
                                       flush_every_s=cfg.tracking.flush_every_s)
     result = train(cfg, on_epoch=logger.log_epoch, data=data)
     logger.finish(status=result.status, metrics=result.test,
-                  artifacts=_artifacts(cfg, result, plots), step=len(result.history))
+                  artifacts=run_artifacts(cfg, result, plots), step=len(result.history))
     return result
 
 
