@@ -4,6 +4,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+
+from actloss_bench.paths import CONF_DIR
+from actloss_bench.schema import register_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -29,3 +33,12 @@ def store(tmp_path):
 def small():
     """Overrides that make a job take well under a second."""
     return ["task.n_samples=300", "trainer.epochs=3", "model.width=16"]
+
+
+@pytest.fixture(scope="module")
+def make_cfg():
+    """Compose a small config (400 samples, 4 epochs, width 16) with extra overrides."""
+    register_schema()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield lambda *o: compose("config", overrides=["task.n_samples=400", "trainer.epochs=4",
+                                                       "model.width=16", *o])

@@ -3,19 +3,8 @@
 import math
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from actloss_bench.paths import CONF_DIR
-from actloss_bench.schema import register_schema
 from actloss_bench.training import DIVERGED, OK, InvalidCombination, train
-
-
-@pytest.fixture(scope="module")
-def make_cfg():
-    register_schema()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        yield lambda *o: compose("config", overrides=["task.n_samples=400", "trainer.epochs=4",
-                                                       "model.width=16", *o])
 
 
 def test_same_seed_same_numbers(make_cfg):

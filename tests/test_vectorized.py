@@ -2,22 +2,12 @@
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from actloss_bench.paths import CONF_DIR
-from actloss_bench.schema import ConfigError, register_schema
+from actloss_bench.schema import ConfigError
 from actloss_bench.training import train
 from actloss_bench.vectorized import config_for_seed, train_seeds
 from conftest import run_cli
-
-
-@pytest.fixture(scope="module")
-def make_cfg():
-    register_schema()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        yield lambda *o: compose("config", overrides=["task.n_samples=400", "trainer.epochs=4",
-                                                       "model.width=16", *o])
 
 
 @pytest.mark.parametrize("overrides", [
