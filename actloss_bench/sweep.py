@@ -88,9 +88,11 @@ def sweep_summary(runs, info: Dict[str, Any], experiment: str) -> str:
         by_status[s] = by_status.get(s, 0) + 1
     counts = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "no new runs"
     minutes = (time.time() - info["started"]) / 60
+    browse = (f"open {info['uri']}" if info["uri"].startswith(("http://", "https://"))
+              else "browse with `make ui`")
     lines = [f"sweep {info['sweep_id']}: {len(runs)} jobs logged ({counts}) in {minutes:.1f} min",
              f"  MLflow experiment '{experiment}' at {info['uri']} (parent run "
-             f"{info['parent_run_id']}); browse with `make ui`"]
+             f"{info['parent_run_id']}); {browse}"]
     diagnosed: Dict[str, int] = {}
     for r in runs:
         for d in r.data.tags.get(tracking.TAG_DIAGNOSIS, "none").split(","):

@@ -66,15 +66,20 @@ def _with_ci(summary: pd.DataFrame, cells: List[str], metrics: List[str]) -> pd.
     return out
 
 
+RULE_COLUMNS = ["rule", "condition", "pairs", "a (mean)", "b (mean)", "effect", "95% CI",
+                "margin", "outcome"]
+
+
 def rule_table(results: List[RuleResult]) -> pd.DataFrame:
     rows = []
     for r in results:
         for g in r.groups:
-            rows.append({"rule": r.name, "condition": g.label, "pairs": g.n,
-                         "a (mean)": g.a_mean, "b (mean)": g.b_mean,
-                         "effect": g.mean, "95% CI": f"[{_fmt(g.ci_low)}, {_fmt(g.ci_high)}]",
-                         "margin": r.margin, "outcome": g.outcome})
-    return pd.DataFrame(rows)
+            rows.append([r.name, g.label, g.n, g.a_mean, g.b_mean, g.mean,
+                         f"[{_fmt(g.ci_low)}, {_fmt(g.ci_high)}]", r.margin, g.outcome])
+        if not r.groups:  # say so, rather than drop the rule from the evidence
+            rows.append([r.name, "-", 0, math.nan, math.nan, math.nan, "-", r.margin,
+                         r.explanation])
+    return pd.DataFrame(rows, columns=RULE_COLUMNS)
 
 
 def verdict_word(r: RuleResult) -> str:
