@@ -34,19 +34,19 @@ def _run_name(cfg: DictConfig) -> str:
             f"-s{cfg.seed}")
 
 
-def _summary_line(status: str, cfg: DictConfig, result, seconds: float, run_id: str) -> str:
-    shown = ""
-    if result is not None and result.test:
-        keys = ("test/accuracy", "test/balanced_accuracy", "test/ece", "test/r2", "test/rmse")
-        shown = " ".join(f"{k[5:]}={result.test[k]:.3f}" for k in keys if k in result.test)
-        dead = result.final.get("dead/fraction")
-        shown += f" dead={dead:.2f}" if dead is not None else ""
-    diag = ",".join(result.diagnoses) if result is not None and result.diagnoses else "none"
-    return (f"[{status}] {_run_name(cfg)}: {shown} diagnosis={diag} ({seconds:.1f}s, "
+def _summary_line(cfg: DictConfig, result, seconds: float, run_id: str) -> str:
+    """``[status] name: test metrics dead=... diagnosis=... (seconds, run id)``."""
+    keys = ("test/accuracy", "test/balanced_accuracy", "test/ece", "test/r2", "test/rmse")
+    shown = " ".join(f"{k[5:]}={result.test[k]:.3f}" for k in keys if k in result.test)
+    dead = result.final.get("dead/fraction")
+    shown += f" dead={dead:.2f}" if dead is not None else ""
+    diag = ",".join(result.diagnoses) or "none"
+    return (f"[{result.status}] {_run_name(cfg)}: {shown} diagnosis={diag} ({seconds:.1f}s, "
             f"run {run_id[:8]})").replace(":  ", ": ")
 
 
 def run_artifacts(cfg: DictConfig, result, log_plots: bool):
+    """Artifact writers of a finished run: config.yaml, predictions.csv, plots/."""
     from actloss_bench import plots
 
     arts = {"config.yaml": lambda p: p.write_text(OmegaConf.to_yaml(cfg, resolve=True))}
@@ -162,7 +162,7 @@ def run_job(cfg: DictConfig) -> Optional[float]:
         logger.finish(status=result.status, metrics=result.test, tags=end_tags,
                       artifacts=run_artifacts(one, result, cfg.tracking.log_plots),
                       step=len(result.history))
-        print(_summary_line(result.status, one, result, seconds, logger.run_id))
+        print(_summary_line(one, result, seconds, logger.run_id))
     final = results[0].final
     return final.get("val/accuracy", final.get("val/r2"))
 

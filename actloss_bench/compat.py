@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from typing import Dict, NamedTuple, Tuple
 
 from actloss_bench.activations import HEADS
@@ -159,6 +160,8 @@ def main(argv=None) -> None:
     parser.add_argument("--kind", choices=KINDS, help="only this task kind")
     parser.add_argument("--verdict", choices=(CANONICAL, MISTAKE, INVALID), help="only these")
     args = parser.parse_args(argv)
+    if hasattr(signal, "SIGPIPE"):  # `actloss-matrix | head` ends quietly
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     print(f"{'kind':<11} {'head':<12} {'loss':<19} {'verdict':<10} reason")
     for kind, head, loss, verdict, reason in matrix_rows():
         if (args.kind or kind) == kind and (args.verdict or verdict) == verdict:
