@@ -74,6 +74,9 @@ class MlflowSweepCallback(Callback):
                 filter_string=f"tags.mlflow.parentRunId = '{info['parent_run_id']}'",
                 max_results=50000)
             print(sweep_summary(runs, info, config.tracking.experiment))
+            if not runs:  # a re-run of a finished sweep: say why the parent has no children
+                client.set_tag(info["parent_run_id"], "sweep_note",
+                               "no new jobs: every job had finished before (resumed sweep)")
             client.set_terminated(info["parent_run_id"], status="FINISHED")
         except Exception as e:  # e.g. the tracking server went away mid-sweep
             print(f"sweep {info['sweep_id']}: could not read the sweep back from {info['uri']} "

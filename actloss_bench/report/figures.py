@@ -18,6 +18,18 @@ from actloss_bench.report.verdict import REPRODUCED, RuleResult  # noqa: E402
 OUTCOME_COLOURS = {REPRODUCED: "tab:red", "opposite": "tab:blue"}
 
 
+def _natural(key) -> tuple:
+    """Sort key for param values: numbers by value (2 before 10), then text."""
+    key = key if isinstance(key, tuple) else (key,)
+    out = []
+    for k in key:
+        try:
+            out.append((0, float(k), ""))
+        except (TypeError, ValueError):
+            out.append((1, 0.0, str(k)))
+    return tuple(out)
+
+
 def _save(fig, path: Path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -54,8 +66,8 @@ def curves_plot(runs: pd.DataFrame, hist: Dict[str, np.ndarray], metric: str,
                 cell_cols: List[str], facet_cols: List[str], path: Path) -> str:
     """Mean over seeds of a per-epoch metric, one line per cell, one panel per facet value."""
     facet_cols = [c for c in facet_cols if c in cell_cols]
-    facets = (runs.groupby(facet_cols, sort=True) if facet_cols else [((), runs)])
-    facets = list(facets)[:9]
+    facets = (runs.groupby(facet_cols, sort=False) if facet_cols else [((), runs)])
+    facets = sorted(facets, key=lambda kv: _natural(kv[0]))[:9]
     ncols = min(3, len(facets))
     nrows = int(np.ceil(len(facets) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
