@@ -72,14 +72,14 @@ def test_killed_sweep_resumes_without_redoing_or_duplicating(tmp_path, store):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 120
+    # Read the store only once the sweep has created it (its parent run file exists): a second
+    # process migrating a fresh SQLite file at the same time is exactly what breaks it.
+    while time.time() < deadline and not (tmp_path / "first" / "actloss_sweep.json").exists():
+        time.sleep(0.2)
     done = []
     while time.time() < deadline and len(done) < 2:
         time.sleep(0.5)
-        if Path(store[len("sqlite:///"):]).exists():
-            try:
-                done = [r for r in _children(store)[1] if r.data.tags.get("status") == "ok"]
-            except Exception:  # database still being created
-                pass
+        done = [r for r in _children(store)[1] if r.data.tags.get("status") == "ok"]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     _, before = _children(store)
