@@ -20,16 +20,14 @@ def dead_counts(hidden: Sequence[torch.Tensor]) -> List[int]:
     return [int((h.abs().amax(0) == 0).sum()) for h in hidden]
 
 
-def dead_fractions(hidden: Sequence[torch.Tensor]) -> List[float]:
-    """Per hidden layer: the fraction of its units that are dead."""
-    return [n / h.shape[1] for n, h in zip(dead_counts(hidden), hidden)]
-
-
-def dead_fraction_overall(hidden: Sequence[torch.Tensor]) -> float:
-    """Dead units over all hidden units of the network (layers weighted by width)."""
-    if not hidden:
-        return 0.0
-    return sum(dead_counts(hidden)) / sum(h.shape[1] for h in hidden)
+def dead_metrics(hidden: Sequence[torch.Tensor]) -> Dict[str, float]:
+    """``dead/fraction`` over all hidden units (layers weighted by width) and ``dead/layer_<i>``,
+    from one count per layer."""
+    counts = dead_counts(hidden)
+    widths = [h.shape[1] for h in hidden]
+    out = {"dead/fraction": sum(counts) / sum(widths) if widths else 0.0}
+    out.update({f"dead/layer_{i}": n / w for i, (n, w) in enumerate(zip(counts, widths))})
+    return out
 
 
 def saturation_fraction(hidden: Sequence[torch.Tensor], activation: str) -> float | None:

@@ -92,10 +92,7 @@ def epoch_record(train_loss: float, val: Dict[str, float], hidden, grad_norm_sum
 
 
 def _network_metrics(hidden, grad_norm_sum: torch.Tensor, n_steps: int, activation: str):
-    counts = diagnostics.dead_counts(hidden)
-    widths = [h.shape[1] for h in hidden]
-    out = {"dead/fraction": sum(counts) / sum(widths) if widths else 0.0}
-    out.update({f"dead/layer_{i}": n / w for i, (n, w) in enumerate(zip(counts, widths))})
+    out = diagnostics.dead_metrics(hidden)
     sat = diagnostics.saturation_fraction(hidden, activation)
     if sat is not None:
         out["saturation/fraction"] = sat
@@ -205,7 +202,7 @@ def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = 
         test_split = split(data.X_test, data.y_test)
         test, _, out, probs = _evaluate(model, test_split, loss_fn, cfg, data.kind)
         result.predictions = _predictions(test_split, out, probs)
-    finish_result(result, cfg, data, test, last_val if result.history else {})
+    finish_result(result, cfg, data, test, last_val)
     return result
 
 

@@ -12,8 +12,10 @@ from actloss_bench.diagnoses import THRESHOLDS, diagnose
 def test_dead_fraction_per_layer_and_overall():
     h1 = torch.tensor([[0.0, 1.0, 0.0, 2.0], [0.0, 0.0, 0.0, 1.0]])  # units 0 and 2 dead
     h2 = torch.tensor([[0.0, 3.0], [1e-9, 0.0]])  # nobody dead: 1e-9 is not exactly 0
-    assert d.dead_fractions([h1, h2]) == [0.5, 0.0]
-    assert d.dead_fraction_overall([h1, h2]) == pytest.approx(2 / 6)
+    got = d.dead_metrics([h1, h2])
+    assert [got["dead/layer_0"], got["dead/layer_1"]] == [0.5, 0.0]
+    assert got["dead/fraction"] == pytest.approx(2 / 6)
+    assert d.dead_metrics([]) == {"dead/fraction": 0.0}
 
 
 def test_saturation_counts_flat_tails_only_for_sigmoid_and_tanh():
