@@ -39,12 +39,6 @@ def saturation_fraction(hidden: Sequence[torch.Tensor], activation: str) -> floa
     return flat / sum(h.numel() for h in hidden)
 
 
-def weight_grad_norms(linears: Sequence[torch.nn.Linear]) -> torch.Tensor:
-    """L2 norm of each layer's weight gradient, as one tensor (no host sync)."""
-    grads = [layer.weight.grad for layer in linears]
-    return torch.stack(torch._foreach_norm(grads))
-
-
 def grad_norm_metrics(mean_norms: Sequence[float]) -> Dict[str, float]:
     """``grad_norm/layer_<i>`` and ``grad_norm/ratio_first_last`` (input layer over output)."""
     out = {f"grad_norm/layer_{i}": float(v) for i, v in enumerate(mean_norms)}

@@ -10,7 +10,6 @@ from typing import Dict
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 ECE_BINS = 15
 _EPS = 1e-15
@@ -78,13 +77,26 @@ def minority_recall(y: np.ndarray, pred: np.ndarray, k: int) -> float:
     return float(cm[rare, rare] / support[rare])
 
 
+def _average_ranks(score: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (scipy.stats.rankdata's default,
+    without its ~0.2 ms of per-call overhead)."""
+    order = np.argsort(score, kind="mergesort")
+    s = score[order]
+    new_group = np.r_[True, s[1:] != s[:-1]]
+    starts = np.flatnonzero(new_group)
+    ends = np.r_[starts[1:], len(s)]
+    ranks = np.empty(len(s))
+    ranks[order] = ((starts + ends + 1) / 2)[np.cumsum(new_group) - 1]
+    return ranks
+
+
 def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
     """ROC AUC by the Mann-Whitney rank statistic (ties count one half)."""
     n_pos = int(positive.sum())
     n_neg = len(positive) - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(score)
+    ranks = _average_ranks(score)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 

@@ -67,17 +67,3 @@ def build_model(cfg, *, in_dim: int, out_dim: int) -> MLP:
     initialise(model, init=cfg.model.init, init_scale=cfg.model.init_scale,
                bias_init=cfg.model.bias_init)
     return model
-
-
-def build_optimizer(cfg, params) -> torch.optim.Optimizer:
-    """Adam/AdamW/SGD with torch's fused kernels: ~30% faster steps on a tiny CPU model
-    (one kernel for all parameters instead of a Python loop over them)."""
-    params = list(params)
-    if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                               momentum=cfg.momentum, fused=True)
-    raise KeyError(cfg.name)

@@ -3,6 +3,8 @@
 A tiny MLP's step is dominated by Python overhead, so the loop avoids a DataLoader and any
 per-step ``.item()``: step losses and gradient norms stay on the device and are read once per
 epoch, when the validation metrics are computed and handed to ``on_epoch`` (the logger).
+Gradients come from a hand-written backward through the weight layers (``backprop.py``) and go
+straight to a fused optimiser kernel (``optim.py``): no ``.grad``, no ``zero_grad``.
 A non-finite loss is a result, not a crash: the run stops at the end of that epoch and reports
 ``status='diverged'`` with the first bad step.
 """
@@ -10,6 +12,7 @@ A non-finite loss is a result, not a crash: the run stops at the end of that epo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -17,10 +20,12 @@ import pandas as pd
 import torch
 
 from actloss_bench import diagnostics, metrics
+from actloss_bench.backprop import Backprop, output_grad
 from actloss_bench.compat import INVALID, Combo, classify, output_dim
 from actloss_bench.diagnoses import diagnose
 from actloss_bench.losses import Loss, encode_targets, make_loss
-from actloss_bench.model import MLP, build_model, build_optimizer
+from actloss_bench.model import MLP, build_model
+from actloss_bench.optim import build_optimizer, clip_grad_norm_
 from actloss_bench.tasks import REGRESSION, Dataset, make_dataset
 
 OK, DIVERGED = "ok", "diverged"
@@ -59,24 +64,37 @@ class _Split:
     target: torch.Tensor  # encoded for the loss
 
 
-def _evaluate(model: MLP, split: _Split, loss_fn: Loss, cfg, kind: str):
+@dataclass(frozen=True)
+class Readout:
+    """How a model's outputs are read: the task kind, the head and the loss (plain strings:
+    evaluation runs every epoch, and each OmegaConf attribute lookup costs ~40 us)."""
+    kind: str
+    head: str
+    loss: str
+
+    @classmethod
+    def of(cls, cfg, kind: str) -> "Readout":
+        return cls(kind, cfg.head.name, cfg.loss.name)
+
+
+def _evaluate(model: MLP, split: _Split, loss_fn: Loss, readout: Readout):
     """Loss and metrics on one split (names without the split prefix), plus hidden outputs."""
     with torch.inference_mode():
         out, hidden = model.forward_with_hidden(split.X)
-    return split_metrics(out, hidden, split, loss_fn, cfg, kind)
+    return split_metrics(out, hidden, split, loss_fn, readout)
 
 
-def split_metrics(out: torch.Tensor, hidden, split: _Split, loss_fn: Loss, cfg, kind: str):
+def split_metrics(out: torch.Tensor, hidden, split: _Split, loss_fn: Loss, readout: Readout):
     """Metrics of a model's outputs on one split: (metrics, hidden, outputs, probabilities)."""
     with torch.inference_mode():
         loss = loss_fn(out, split.target, split.y)
     result = {"loss": float(loss)}
     y = split.y.cpu().numpy()
-    if kind == REGRESSION:
+    if readout.kind == REGRESSION:
         result.update(metrics.regression_metrics(y, out.cpu().numpy().reshape(-1)))
         probs = None
     else:
-        probs = metrics.probabilities(out.cpu(), head=cfg.head.name, loss=cfg.loss.name)
+        probs = metrics.probabilities(out.cpu(), head=readout.head, loss=readout.loss)
         result.update(metrics.classification_metrics(y, probs))
         result["data_majority_fraction"] = float(np.bincount(y).max() / len(y))
     return result, hidden, out, probs
@@ -144,7 +162,6 @@ def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = 
     torch.manual_seed(cfg.seed)
     out_dim = output_dim(data.kind, cfg.head.name, cfg.loss.name, data.n_classes)
     model = build_model(cfg, in_dim=data.n_features, out_dim=out_dim).to(device)
-    optimizer = build_optimizer(cfg.optimizer, model.parameters())
     loss_fn = make_loss(cfg.loss, kind=data.kind, out_dim=out_dim, n_classes=data.n_classes,
                         y_train=data.y_train)
     if loss_fn.class_weights is not None:
@@ -162,24 +179,33 @@ def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = 
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     n, batch_size = len(train_split.X), cfg.trainer.batch_size
     linears = model.linears
-    params = list(model.parameters())
-    grad_clip = cfg.trainer.grad_clip  # read once: OmegaConf lookups cost ~10 us each
+    backprop = Backprop([m.weight for m in linears], [m.bias for m in linears], model.act)
+    optimizer = build_optimizer(cfg.optimizer, backprop.params)
+    head = model.head
+    readout = Readout.of(cfg, data.kind)
+    activation = cfg.activation.name
+    grad_clip = cfg.trainer.grad_clip  # read once: OmegaConf lookups cost ~40 us each
 
     result = TrainResult(status=OK, combo=combo)
     last_val: Dict[str, float] = {}
     for epoch in range(1, cfg.trainer.epochs + 1):
         step_losses = []
-        grad_norm_sum = torch.zeros(len(linears), device=device)
-        for idx in torch.randperm(n, generator=generator, device=device).split(batch_size):
-            loss = loss_fn(model(train_split.X[idx]), train_split.target[idx],
-                           train_split.y[idx] if weighted else None)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm_sum += diagnostics.weight_grad_norms(linears)
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
-            step_losses.append(loss.detach())
+        grad_norm_sum = [torch.zeros((), device=device) for _ in linears]
+        # One gather per epoch; the batches are then views (the same rows as indexing per step).
+        perm = torch.randperm(n, generator=generator, device=device)
+        batches = zip(train_split.X[perm].split(batch_size),
+                      train_split.target[perm].split(batch_size),
+                      train_split.y[perm].split(batch_size) if weighted else repeat(None))
+        with torch.no_grad():
+            for x, target, labels in batches:
+                loss, grad_out = output_grad(backprop.forward(x),
+                                             lambda out: loss_fn(head(out), target, labels))
+                grads = backprop.backward(grad_out)
+                torch._foreach_add_(grad_norm_sum, torch._foreach_norm(grads[0::2]))
+                if grad_clip is not None:
+                    clip_grad_norm_(grads, grad_clip)
+                optimizer.step(grads)
+                step_losses.append(loss)
         losses = torch.stack(step_losses)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):  # one host sync per epoch
@@ -189,9 +215,9 @@ def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = 
             break
         result.steps += len(step_losses)
 
-        val, hidden, _, _ = _evaluate(model, val_split, loss_fn, cfg, data.kind)
-        record = epoch_record(float(losses.mean()), val, hidden, grad_norm_sum,
-                              len(step_losses), cfg.activation.name)
+        val, hidden, _, _ = _evaluate(model, val_split, loss_fn, readout)
+        record = epoch_record(float(losses.mean()), val, hidden, torch.stack(grad_norm_sum),
+                              len(step_losses), activation)
         result.history.append(record)
         if on_epoch is not None:
             on_epoch(epoch, record)
@@ -200,7 +226,7 @@ def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = 
     test = None
     if result.status == OK:
         test_split = split(data.X_test, data.y_test)
-        test, _, out, probs = _evaluate(model, test_split, loss_fn, cfg, data.kind)
+        test, _, out, probs = _evaluate(model, test_split, loss_fn, readout)
         result.predictions = _predictions(test_split, out, probs)
     finish_result(result, cfg, data, test, last_val)
     return result

@@ -17,12 +17,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from actloss_bench.compat import INVALID, classify, output_dim
 from actloss_bench.losses import encode_targets, make_loss
-from actloss_bench.model import build_model, build_optimizer
+from actloss_bench.backprop import Backprop, output_grad
+from actloss_bench.model import build_model
+from actloss_bench.optim import build_optimizer
 from actloss_bench.schema import ConfigError
 from actloss_bench.tasks import make_dataset
 from actloss_bench.training import (DIVERGED, OK, InvalidCombination, TrainResult, _evaluate,
                                     _predictions, _Split, epoch_record, finish_result,
-                                    pick_device, split_metrics)
+                                    Readout, pick_device, split_metrics)
 
 EpochCallback = Callable[[int, Dict[str, float]], None]
 
@@ -61,12 +63,12 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
                for i in range(n_layers)]
     biases = [torch.nn.Parameter(torch.stack([m.linears[i].bias.detach() for m in models]))
               for i in range(n_layers)]
-    params = [p for pair in zip(weights, biases) for p in pair]
-    optimizer = build_optimizer(cfg.optimizer, params)
+    act, head = models[0].act, models[0].head
+    backprop = Backprop(weights, biases, act, batched=True)
+    optimizer = build_optimizer(cfg.optimizer, backprop.params)
     loss_fns = [make_loss(cfg.loss, kind=kind, out_dim=out_dim, n_classes=k, y_train=d.y_train)
                 for d in data]
     per_sample = loss_fns[0].per_sample
-    act, head = models[0].act, models[0].head
 
     def encode(y):
         return encode_targets(y, kind=kind, loss=cfg.loss.name, out_dim=out_dim, n_classes=k,
@@ -78,7 +80,8 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
     S, n = len(seeds), X.shape[1]
     rows = torch.arange(S, device=device)[:, None]
-    grad_clip = cfg.trainer.grad_clip
+    grad_clip, batch_size = cfg.trainer.grad_clip, cfg.trainer.batch_size
+    readout, activation = Readout.of(cfg, kind), cfg.activation.name
     results = [TrainResult(status=OK, combo=combo) for _ in seeds]
     active = torch.ones(S, dtype=torch.bool)
     last_val: List[Dict[str, float]] = [{} for _ in seeds]
@@ -91,26 +94,25 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
         out = torch.baddbmm(biases[-1][:, None, :], x, weights[-1].transpose(1, 2))
         return head(out), hidden
 
-    def forward(x):
-        return forward_with_hidden(x)[0]
-
     X_val = torch.stack([v.X for v in val])
 
     for epoch in range(1, cfg.trainer.epochs + 1):
         perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
         step_losses = []
         grad_norm_sum = torch.zeros(n_layers, S, device=device)
-        for idx in perms.split(cfg.trainer.batch_size, dim=1):
-            out = forward(X[rows, idx])
-            per = per_sample(out.flatten(0, 1), T[rows, idx].flatten(0, 1))
-            seed_losses = per.view(S, -1).mean(1)
-            optimizer.zero_grad(set_to_none=True)
-            seed_losses.sum().backward()  # seeds are independent: each gets its own gradient
-            grad_norm_sum += torch.stack([w.grad.flatten(1).norm(dim=1) for w in weights])
-            if grad_clip is not None:
-                _clip_per_seed(params, grad_clip)
-            optimizer.step()
-            step_losses.append(seed_losses.detach())
+        with torch.no_grad():
+            for idx in perms.split(batch_size, dim=1):
+                target = T[rows, idx].flatten(0, 1)
+                # Seeds are independent: the gradient of the sum gives each seed its own.
+                seed_losses, grad_out = output_grad(
+                    backprop.forward(X[rows, idx]),
+                    lambda out: per_sample(head(out).flatten(0, 1), target).view(S, -1).mean(1))
+                grads = backprop.backward(grad_out)
+                grad_norm_sum += torch.stack([g.flatten(1).norm(dim=1) for g in grads[0::2]])
+                if grad_clip is not None:
+                    _clip_per_seed(grads, grad_clip)
+                optimizer.step(grads)
+                step_losses.append(seed_losses)
         losses = torch.stack(step_losses, 1)  # (S, steps)
         finite = torch.isfinite(losses)
         with torch.inference_mode():
@@ -127,9 +129,9 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
                 continue
             r.steps += losses.shape[1]
             metrics, hidden, _, _ = split_metrics(out_val[s], [h[s] for h in hidden_val],
-                                                  val[s], loss_fns[s], cfg, kind)
+                                                  val[s], loss_fns[s], readout)
             record = epoch_record(float(losses[s].mean()), metrics, hidden, grad_norm_sum[:, s],
-                                  losses.shape[1], cfg.activation.name)
+                                  losses.shape[1], activation)
             r.history.append(record)
             last_val[s] = metrics
             if on_epoch is not None and on_epoch[s] is not None:
@@ -141,7 +143,7 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
         if r.status == OK:
             _copy_seed(models[s], weights, biases, s)
             test = _Split(d.X_test.to(device), d.y_test.to(device), encode(d.y_test))
-            metrics, _, out, probs = _evaluate(models[s], test, loss_fns[s], cfg, kind)
+            metrics, _, out, probs = _evaluate(models[s], test, loss_fns[s], readout)
             r.predictions = _predictions(test, out, probs)
             finish_result(r, cfg, d, metrics, last_val[s])
         else:
@@ -156,10 +158,9 @@ def _copy_seed(model, weights, biases, s: int) -> None:
             layer.bias.copy_(b[s])
 
 
-def _clip_per_seed(params, max_norm: float) -> None:
+def _clip_per_seed(grads: List[torch.Tensor], max_norm: float) -> None:
     """clip_grad_norm_ for each seed separately (the stacked dim 0 is the seed)."""
-    with torch.no_grad():
-        total = torch.stack([p.grad.flatten(1).pow(2).sum(1) for p in params]).sum(0).sqrt()
-        scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
-        for p in params:
-            p.grad.mul_(scale.view(-1, *([1] * (p.grad.dim() - 1))))
+    total = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))

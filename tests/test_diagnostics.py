@@ -26,14 +26,7 @@ def test_saturation_counts_flat_tails_only_for_sigmoid_and_tanh():
     assert d.saturation_fraction([t], "relu") is None
 
 
-def test_grad_norms_match_linalg():
-    torch.manual_seed(0)
-    layers = [torch.nn.Linear(3, 4), torch.nn.Linear(4, 1)]
-    x = torch.randn(5, 3)
-    layers[1](torch.relu(layers[0](x))).sum().backward()
-    got = d.weight_grad_norms(layers)
-    ref = [torch.linalg.matrix_norm(layer.weight.grad) for layer in layers]
-    torch.testing.assert_close(got, torch.stack(ref))
+def test_grad_norm_metrics():
     assert d.grad_norm_metrics([1e-4, 0.5, 2.0]) == {
         "grad_norm/layer_0": 1e-4, "grad_norm/layer_1": 0.5, "grad_norm/layer_2": 2.0,
         "grad_norm/ratio_first_last": 5e-5}

@@ -128,3 +128,19 @@ def test_non_finite_probabilities_give_nan_not_crash():
 def test_probabilities_follow_head_and_loss(head, loss, out, expected):
     got = m.probabilities(torch.tensor(out), head=head, loss=loss)
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_average_ranks_match_scipy_with_ties():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(0)
+    for score in [rng.random(50), rng.integers(0, 5, 200).astype(float), np.ones(7),
+                  np.array([0.3])]:
+        np.testing.assert_array_equal(m._average_ranks(score), rankdata(score))
+
+
+def test_auc_with_tied_scores_against_sklearn():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    score = np.round(rng.random(300), 1)  # many ties
+    assert m.roc_auc(y, np.c_[1 - score, score]) == pytest.approx(skm.roc_auc_score(y, score))

@@ -1,0 +1,127 @@
+"""Training-time forward and a hand-written backward through the MLP's weight layers.
+
+On a tiny CPU model autograd's engine, not arithmetic, is most of a step: each graph node costs
+microseconds of bookkeeping. The MLP is a chain of affine maps and one elementwise activation,
+so its gradients are, per layer, two matrix products, a column sum, and the activation's
+derivative, computed here with the same derivative kernels autograd calls
+(``activations.DERIVATIVES``): the same numbers, about 20% less time per step. Only the head
+and the loss, where the variety is, go through autograd (``output_grad``). An activation with
+no registered derivative trains through autograd end to end, with the same interface.
+
+``batched=True`` handles K independent models stacked on a leading dimension (weights
+``(K, out, in)``, inputs ``(K, batch, in)``): the vectorised-seeds path.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from actloss_bench.activations import derivative
+
+try:
+    from torch.autograd.graph import _engine_run_backward as _run_backward
+except ImportError:  # a torch without it: the public path, same numbers
+
+    def _run_backward(outputs, seeds, retain_graph, create_graph, inputs, allow_unused,
+                      accumulate_grad):
+        return torch.autograd.grad(outputs, inputs, seeds)
+
+
+class Backprop:
+    """Forward and backward of ``out = W_L act(... act(W_1 x + b_1) ...) + b_L``.
+
+    ``forward`` runs without building a graph and keeps what ``backward`` needs;
+    ``backward(grad_out)`` returns ``[dW_1, db_1, ..., dW_L, db_L]`` for the last forward.
+    """
+
+    def __init__(self, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+                 activation: nn.Module, *, batched: bool = False):
+        self.params = [p for pair in zip(weights, biases) for p in pair]
+        self.act = activation
+        self.batched = batched
+        self._derivative = derivative(activation)
+        if self._derivative is None:
+            self.weights, self.biases = list(weights), list(biases)
+        else:
+            self.weights = [w.detach() for w in weights]
+            self.biases = [b.detach() for b in biases]
+        # Transposed views, made once: they share storage, so they see every in-place update.
+        self._weights_t = [w.transpose(-1, -2) for w in self.weights]
+        self._saved: List[torch.Tensor] = []
+        self._out: torch.Tensor | None = None
+
+    @property
+    def manual(self) -> bool:
+        """True when the hand-written backward is used (the activation's derivative is known)."""
+        return self._derivative is not None
+
+    def _affine(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        w_t, b = self._weights_t[i], self.biases[i]
+        if self.batched:
+            return torch.baddbmm(b[:, None, :], x, w_t)
+        return torch.addmm(b, x, w_t)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.manual:
+            with torch.enable_grad():
+                self._out = self._plain_forward(x)
+            return self._out.detach()
+        uses_input = self._derivative[0] == "input"
+        saved = [x]  # layer inputs, then what the activation's derivative reads
+        act = self.act.forward  # the module's own function, without nn.Module's call overhead
+        h = x
+        for i in range(len(self.weights) - 1):
+            z = self._affine(h, i)
+            h = act(z)
+            saved.append(z if uses_input else h)
+            saved.append(h)
+        self._saved = saved
+        return self._affine(h, len(self.weights) - 1)
+
+    def _plain_forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(len(self.weights) - 1):
+            x = self.act(self._affine(x, i))
+        return self._affine(x, len(self.weights) - 1)
+
+    def backward(self, grad_out: torch.Tensor) -> List[torch.Tensor]:
+        if not self.manual:
+            grads = torch.autograd.grad(self._out, self.params, grad_out)
+            self._out = None
+            return list(grads)
+        _, local = self._derivative
+        saved, n = self._saved, len(self.weights)
+        grads: List[torch.Tensor] = [None] * (2 * n)  # type: ignore[list-item]
+        g = grad_out
+        for i in range(n - 1, -1, -1):
+            layer_input = saved[2 * i]  # x for layer 0, else the previous activation's output
+            if self.batched:
+                grads[2 * i] = torch.bmm(g.transpose(1, 2), layer_input)
+                grads[2 * i + 1] = g.sum(1)
+            else:
+                grads[2 * i] = torch.mm(g.t(), layer_input)
+                grads[2 * i + 1] = g.sum(0)
+            if i > 0:
+                g = torch.bmm(g, self.weights[i]) if self.batched else torch.mm(g, self.weights[i])
+                g = local(self.act, g, saved[2 * i - 1])
+        self._saved = []
+        return grads
+
+
+def output_grad(out: torch.Tensor, loss_of: Callable[[torch.Tensor], torch.Tensor]
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``loss_of(out)`` and its gradient with respect to ``out``, through autograd.
+
+    A loss with several elements (one per stacked model) is differentiated as their sum: the
+    models are independent, so each gets the gradient of its own loss.
+    """
+    out = out.detach().requires_grad_()
+    with torch.enable_grad():
+        loss = loss_of(out)
+    # The engine call torch.autograd.grad makes, without its ~25 us of argument checking per
+    # step (the arguments here are always one tensor and its ones-shaped seed).
+    (grad,) = _run_backward((loss,), (torch.ones_like(loss),), False, False, (out,), False,
+                            False)
+    return loss.detach(), grad
