@@ -8,9 +8,12 @@ in a sweep, does not stop the other jobs.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
+from functools import partial
+from pathlib import Path
 from typing import Optional
 
 import hydra
@@ -19,6 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from actloss_bench import tracking
+from actloss_bench.logwriter import RUN_ID_MARK, writer_for
 from actloss_bench.paths import CONF_DIR
 from actloss_bench.schema import ConfigError, apply_arm, register_schema, validate
 from actloss_bench.sweep import read_sweep_info
@@ -34,7 +38,7 @@ def _run_name(cfg: DictConfig) -> str:
             f"-s{cfg.seed}")
 
 
-def _summary_line(cfg: DictConfig, result, seconds: float, run_id: str) -> str:
+def _summary_line(cfg: DictConfig, result, seconds: float, run_id: str = RUN_ID_MARK) -> str:
     """``[status] name: test metrics dead=... diagnosis=... (seconds, run id)``."""
     keys = ("test/accuracy", "test/balanced_accuracy", "test/ece", "test/r2", "test/rmse")
     shown = " ".join(f"{k[5:]}={result.test[k]:.3f}" for k in keys if k in result.test)
@@ -42,19 +46,32 @@ def _summary_line(cfg: DictConfig, result, seconds: float, run_id: str) -> str:
     shown += f" dead={dead:.2f}" if dead is not None else ""
     diag = ",".join(result.diagnoses) or "none"
     return (f"[{result.status}] {_run_name(cfg)}: {shown} diagnosis={diag} ({seconds:.1f}s, "
-            f"run {run_id[:8]})").replace(":  ", ": ")
+            f"run {run_id})").replace(":  ", ": ")
+
+
+def _write_text(text: str, path: Path) -> None:
+    path.write_text(text)
+
+
+def _write_csv(frame, path: Path) -> None:
+    frame.to_csv(path, index=False)
+
+
+def _write_overview(history, predictions, title: str, path: Path) -> None:
+    from actloss_bench import plots  # matplotlib: imported where the figure is drawn
+
+    plots.save(plots.run_overview(history, predictions, title), path)
 
 
 def run_artifacts(cfg: DictConfig, result, log_plots: bool):
-    """Artifact writers of a finished run: config.yaml, predictions.csv, plots/."""
-    from actloss_bench import plots
-
-    arts = {"config.yaml": lambda p: p.write_text(OmegaConf.to_yaml(cfg, resolve=True))}
+    """Artifact writers of a finished run (config.yaml, predictions.csv, plots/), as picklable
+    partials: the log writer process calls them, so the figure is drawn off the critical path."""
+    arts = {"config.yaml": partial(_write_text, OmegaConf.to_yaml(cfg, resolve=True))}
     if result.predictions is not None:
-        arts["predictions.csv"] = lambda p: result.predictions.to_csv(p, index=False)
+        arts["predictions.csv"] = partial(_write_csv, result.predictions)
     if log_plots and result.history:
-        arts["plots/diagnostics.png"] = lambda p: plots.save(
-            plots.run_overview(result.history, result.predictions, _run_name(cfg)), p)
+        arts["plots/diagnostics.png"] = partial(_write_overview, result.history,
+                                                result.predictions, _run_name(cfg))
     return arts
 
 
@@ -80,15 +97,22 @@ def _pending_jobs(cfg: DictConfig, uri: str, experiment_id: str):
     return pending
 
 
+def _log_every(every: int, logger, epoch: int, values) -> None:
+    if epoch % every == 0:
+        logger.log_epoch(epoch, values)
+
+
+def epoch_logger(run, every: int):
+    """The ``on_epoch`` callback logging every ``every``-th epoch's metrics to ``run``
+    (``tracking.log_every``; the last epoch is logged by the caller at the end)."""
+    return run.log_epoch if every == 1 else partial(_log_every, every, run)
+
+
 def _record_failure(loggers, configs, e: BaseException, trace: str) -> None:
     for logger, one in zip(loggers, configs):
         print(f"[failed] {_run_name(one)}: {type(e).__name__}: {e}")
-        try:
-            logger.finish(status="failed", tags={"error": f"{type(e).__name__}: {e}"[:4000]},
-                          artifacts={"traceback.txt": lambda p: p.write_text(trace)})
-        except Exception as log_error:  # the store itself may be what failed
-            print(f"[failed] {_run_name(one)}: could not record the failure "
-                  f"({type(log_error).__name__}); a re-run will redo this job")
+        logger.finish(status="failed", tags={"error": f"{type(e).__name__}: {e}"[:4000]},
+                      artifacts={"traceback.txt": partial(_write_text, trace)})
 
 
 def run_job(cfg: DictConfig) -> Optional[float]:
@@ -97,9 +121,6 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     With ``trainer.vectorize_seeds=K`` the job covers seeds seed..seed+K-1, trained as one
     batched model and logged as K runs, each exactly as its sequential job would be.
     """
-    from actloss_bench.training import InvalidCombination, train
-    from actloss_bench.vectorized import train_seeds
-
     apply_arm(cfg)
     validate(cfg)
     multirun = _is_multirun()
@@ -116,6 +137,26 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     pending = _pending_jobs(cfg, uri, experiment_id)
     if not pending:
         return None
+    writer = writer_for(uri)
+    # A job may leave its runs to the writer and return only when the sweep's launching
+    # process (which drains every writer at the end) is this process: the basic launcher.
+    # A single run, or a job in a worker process (joblib, submitit, ...), waits for its writes.
+    wait_for_writes = sweep is None or sweep.get("pid") != os.getpid()
+    try:
+        return _train_and_log(cfg, pending, writer, experiment_id, sweep, multirun)
+    finally:
+        if wait_for_writes:
+            errors = writer.drain()
+            if errors:
+                raise TrackingError(errors[0] + (f" (and {len(errors) - 1} more)"
+                                                 if len(errors) > 1 else ""))
+
+
+def _train_and_log(cfg: DictConfig, pending, writer, experiment_id: str, sweep,
+                   multirun: bool) -> Optional[float]:
+    from actloss_bench.training import InvalidCombination, train
+    from actloss_bench.vectorized import train_seeds
+
     configs = [one for one, _, _ in pending]
     loggers = []
     for one, key, earlier in pending:
@@ -124,20 +165,20 @@ def run_job(cfg: DictConfig) -> Optional[float]:
                 tracking.TAG_SWEEP: sweep["sweep_id"] if sweep else ""}
         if cfg.trainer.vectorize_seeds > 1:
             tags["vectorized_with"] = cfg.trainer.vectorize_seeds
-        loggers.append(tracking.RunLogger.start(
-            uri, experiment_id, run_name=_run_name(one), params=tracking.flatten_params(one),
+        loggers.append(writer.start_run(
+            experiment_id, run_name=_run_name(one), params=tracking.flatten_params(one),
             tags=tags, parent_run_id=sweep["parent_run_id"] if sweep else None,
+            supersedes=[(r.info.run_id, r.info.status) for r in earlier],
             flush_every_s=cfg.tracking.flush_every_s))
-        if earlier:
-            tracking.supersede(uri, earlier, loggers[-1].run_id)
 
+    every = cfg.tracking.log_every
+    on_epoch = [epoch_logger(lg, every) for lg in loggers]
     started = time.perf_counter()
     try:
         if cfg.trainer.vectorize_seeds == 1:
-            results = [train(cfg, on_epoch=loggers[0].log_epoch)]
+            results = [train(cfg, on_epoch=on_epoch[0])]
         else:
-            results = train_seeds(cfg, [one.seed for one in configs],
-                                  on_epoch=[lg.log_epoch for lg in loggers])
+            results = train_seeds(cfg, [one.seed for one in configs], on_epoch=on_epoch)
     except InvalidCombination as e:
         for logger, one in zip(loggers, configs):
             logger.finish(status="skipped", tags={tracking.TAG_COMBO: "invalid",
@@ -159,10 +200,11 @@ def run_job(cfg: DictConfig) -> Optional[float]:
                     tracking.TAG_DIAGNOSIS: ",".join(result.diagnoses) or "none"}
         if result.diverged_at_step is not None:
             end_tags["diverged_at_step"] = result.diverged_at_step
+        if result.history and len(result.history) % every:  # the last epoch is always logged
+            logger.log_epoch(len(result.history), result.history[-1])
         logger.finish(status=result.status, metrics=result.test, tags=end_tags,
                       artifacts=run_artifacts(one, result, cfg.tracking.log_plots),
-                      step=len(result.history))
-        print(_summary_line(one, result, seconds, logger.run_id))
+                      step=len(result.history), summary=_summary_line(one, result, seconds))
     final = results[0].final
     return final.get("val/accuracy", final.get("val/r2"))
 

@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import argparse
-import signal
+import os
+import sys
 from typing import Dict, NamedTuple, Tuple
 
 from actloss_bench.activations import HEADS
@@ -160,12 +161,15 @@ def main(argv=None) -> None:
     parser.add_argument("--kind", choices=KINDS, help="only this task kind")
     parser.add_argument("--verdict", choices=(CANONICAL, MISTAKE, INVALID), help="only these")
     args = parser.parse_args(argv)
-    if hasattr(signal, "SIGPIPE"):  # `actloss-matrix | head` ends quietly
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    print(f"{'kind':<11} {'head':<12} {'loss':<19} {'verdict':<10} reason")
-    for kind, head, loss, verdict, reason in matrix_rows():
-        if (args.kind or kind) == kind and (args.verdict or verdict) == verdict:
-            print(f"{kind:<11} {head:<12} {loss:<19} {verdict:<10} {reason}")
+    try:
+        print(f"{'kind':<11} {'head':<12} {'loss':<19} {'verdict':<10} reason")
+        for kind, head, loss, verdict, reason in matrix_rows():
+            if (args.kind or kind) == kind and (args.verdict or verdict) == verdict:
+                print(f"{kind:<11} {head:<12} {loss:<19} {verdict:<10} {reason}")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `actloss-matrix | head` ends quietly (Python's documented recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from actloss_bench import tracking
+from actloss_bench import logwriter, tracking
 
 SWEEP_FILE = "actloss_sweep.json"
 ENV_SWEEP_FILE = "ACTLOSS_SWEEP_FILE"
@@ -53,8 +53,10 @@ class MlflowSweepCallback(Callback):
             tracking.TAG_EXPERIMENT: config.claim.name or "",
             "sweep_role": "parent",
         })
+        # pid: jobs running in this very process (the basic launcher) may leave their writes
+        # to the log writer, which on_multirun_end drains; others wait for theirs.
         info = {"uri": uri, "experiment_id": experiment_id, "sweep_id": sweep_id,
-                "parent_run_id": parent.info.run_id, "started": time.time()}
+                "parent_run_id": parent.info.run_id, "started": time.time(), "pid": os.getpid()}
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         path = sweep_dir / SWEEP_FILE
@@ -67,6 +69,7 @@ class MlflowSweepCallback(Callback):
         if info is None:
             return
         os.environ.pop(ENV_SWEEP_FILE, None)
+        log_errors = logwriter.drain_all()  # the in-process jobs' runs, written to the end
         client = tracking._client(info["uri"])
         try:
             runs = client.search_runs(
@@ -81,6 +84,10 @@ class MlflowSweepCallback(Callback):
         except Exception as e:  # e.g. the tracking server went away mid-sweep
             print(f"sweep {info['sweep_id']}: could not read the sweep back from {info['uri']} "
                   f"({type(e).__name__}); finished jobs stay recorded, re-run to complete")
+        if log_errors:
+            print(f"actloss-bench: error: {len(log_errors)} run(s) could not be logged "
+                  f"(first: {log_errors[0]})", file=sys.stderr)
+            sys.exit(1)
 
 
 def sweep_summary(runs, info: Dict[str, Any], experiment: str) -> str:

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -160,6 +160,7 @@ class RunLogger:
         self.flush_every_s = flush_every_s
         self._pending: List[Any] = []
         self._last_flush = time.monotonic()
+        self._last_cost = 0.0  # seconds the last flush took
 
     @classmethod
     def start(cls, uri: str, experiment_id: str, *, run_name: str, params: Dict[str, str],
@@ -182,10 +183,20 @@ class RunLogger:
             self.flush()
 
     def flush(self) -> None:
+        started = time.monotonic()
         if self._pending:
             self.client.log_batch(self.run_id, metrics=self._pending)
             self._pending = []
         self._last_flush = time.monotonic()
+        self._last_cost = self._last_flush - started
+
+    def seconds_until_idle_flush(self, duty: float = 1.0) -> Optional[float]:
+        """For a writer with nothing else to do: how long to wait before flushing (0: now),
+        None when nothing is pending. Requests are spaced so that they take at most ``duty``
+        of the writer's time (1.0: back to back; a writer process has its own core)."""
+        if not self._pending:
+            return None
+        return max(0.0, self._last_flush + self._last_cost / duty - time.monotonic())
 
     def finish(self, *, status: str, metrics: Optional[Dict[str, float]] = None,
                tags: Optional[Dict[str, Any]] = None, artifacts: Optional[Dict[str, Any]] = None,
@@ -217,10 +228,11 @@ def find_runs_by_key(uri: str, experiment_id: str, key: str):
                                    order_by=["attributes.start_time DESC"]))
 
 
-def supersede(uri: str, runs: Iterable[Any], new_run_id: str) -> None:
-    """Mark unfinished or failed earlier attempts of a job as superseded (kept, not deleted)."""
+def supersede(uri: str, earlier: Iterable[Tuple[str, str]], new_run_id: str) -> None:
+    """Mark unfinished or failed earlier attempts ``(run_id, state)`` of a job as superseded
+    (kept, not deleted); one still RUNNING (its process died) becomes KILLED."""
     client = _client(uri)
-    for run in runs:
-        client.set_tag(run.info.run_id, "superseded_by", new_run_id)
-        if run.info.status == "RUNNING":
-            client.set_terminated(run.info.run_id, status="KILLED")
+    for run_id, state in earlier:
+        client.set_tag(run_id, "superseded_by", new_run_id)
+        if state == "RUNNING":
+            client.set_terminated(run_id, status="KILLED")

@@ -1,4 +1,6 @@
-"""One benchmark workload per process: ``python benchmarks/workloads.py VARIANT [URI]``.
+"""One benchmark workload per process:
+
+    python benchmarks/workloads.py VARIANT [URI|-] [EPOCHS|-] [OVERRIDE ...]
 
 Prints one JSON line: seconds of training (after imports and data generation), peak RSS, and
 RSS before training. Every variant trains the same MLP (actloss_bench.model.MLP, same seed) on
@@ -9,9 +11,12 @@ Variants:
                 step, an extra DataLoader pass over validation each epoch
   naive_logged  the same, plus mlflow.log_metric for every value (per step and per epoch)
   bench_train   actloss_bench.training.train (all metrics and diagnostics every epoch)
-  bench_logged  the same, logged as actloss-bench does (RunLogger, artifacts, no plots)
+  bench_logged  the same, logged as actloss-bench does (log writer process, artifacts, no
+                plots), timed until everything is written
   bench_plots   bench_logged plus the per-run diagnostics figure
   bench_train_2threads  bench_train with 2 torch threads
+  <variant>_xN  N runs back to back in one process, as a sweep's basic launcher runs them
+                (logged variants wait for the writes once, at the end)
 """
 
 from __future__ import annotations
@@ -94,38 +99,52 @@ def naive(cfg, data, uri=None):
         mlflow.end_run()
 
 
-def bench(cfg, data, uri=None, plots=False):
+def bench(cfg, data, uri=None, plots=False, runs=1):
+    """``runs`` trainings logged as actloss-bench logs them: through the log writer process,
+    waiting at the end until everything is written (a sweep's basic launcher waits once, at
+    the end of the sweep: that is ``runs`` > 1)."""
     from actloss_bench import tracking
-    from actloss_bench.app import run_artifacts
+    from actloss_bench.app import epoch_logger, run_artifacts
+    from actloss_bench.logwriter import writer_for
     from actloss_bench.training import train
 
     if uri is None:
-        return train(cfg, data=data)
+        for _ in range(runs):
+            train(cfg, data=data)
+        return
     experiment_id = tracking.ensure_experiment(uri, "bench")
-    logger = tracking.RunLogger.start(uri, experiment_id, run_name="bench",
-                                      params=tracking.flatten_params(cfg), tags={},
-                                      flush_every_s=cfg.tracking.flush_every_s)
-    result = train(cfg, on_epoch=logger.log_epoch, data=data)
-    logger.finish(status=result.status, metrics=result.test,
-                  artifacts=run_artifacts(cfg, result, plots), step=len(result.history))
-    return result
+    writer = writer_for(uri)
+    for _ in range(runs):
+        run = writer.start_run(experiment_id, run_name="bench",
+                               params=tracking.flatten_params(cfg), tags={},
+                               flush_every_s=cfg.tracking.flush_every_s)
+        every = cfg.tracking.log_every
+        result = train(cfg, on_epoch=epoch_logger(run, every), data=data)
+        if len(result.history) % every:
+            run.log_epoch(len(result.history), result.history[-1])
+        run.finish(status=result.status, metrics=result.test,
+                   artifacts=run_artifacts(cfg, result, plots), step=len(result.history))
+    errors = writer.drain()
+    assert not errors, errors
 
 
 def run_variant(variant: str, cfg, data, uri) -> None:
     if variant.startswith("naive"):
         naive(cfg, data, uri if "logged" in variant else None)
     else:
+        runs = int(variant.rsplit("_x", 1)[1]) if "_x" in variant else 1
         bench(cfg, data, uri if ("logged" in variant or "plots" in variant) else None,
-              plots="plots" in variant)
+              plots="plots" in variant, runs=runs)
 
 
 def main() -> None:
     variant = sys.argv[1]
     uri = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else None
-    epochs = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    epochs = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] != "-" else None
     threads = 2 if variant.endswith("2threads") else 1
     torch.set_num_threads(threads)
     extra = [f"trainer.threads={threads}"] + ([f"trainer.epochs={epochs}"] if epochs else [])
+    extra += sys.argv[4:]  # more overrides, e.g. tracking.log_every=10
     cfg = config(extra)
     warm = config(extra + ["trainer.epochs=2"])
     from actloss_bench.tasks import make_dataset

@@ -1,0 +1,98 @@
+"""The log writer process: what a job sends is written in order, failures come back."""
+
+import os
+import signal
+from functools import partial
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from actloss_bench import tracking
+from actloss_bench.app import _write_text
+from actloss_bench.logwriter import RUN_ID_MARK, LogWriter
+from conftest import run_cli
+
+
+def test_runs_are_written_in_order_with_artifacts_and_summary(store, capfd):
+    experiment_id = tracking.ensure_experiment(store, "w")
+    writer = LogWriter(store)
+    try:
+        runs = [writer.start_run(experiment_id, run_name=f"r{i}", params={"seed": str(i)},
+                                 tags={"status": "running", "job_key": f"k{i}"})
+                for i in range(2)]
+        for epoch in range(1, 6):
+            for i, run in enumerate(runs):
+                run.log_epoch(epoch, {"val/loss": 1.0 / epoch + i, "train/loss": 2.0})
+        for i, run in enumerate(runs):
+            run.finish(status="ok", metrics={"test/accuracy": 0.5 + i}, step=5,
+                       tags={"diagnosis": "none"},
+                       artifacts={"config.yaml": partial(_write_text, f"seed: {i}")},
+                       summary=f"[ok] r{i} (run {RUN_ID_MARK})")
+        assert writer.drain() == []
+    finally:
+        writer.close()
+    out = capfd.readouterr().out
+    client = MlflowClient(store)
+    found = {r.info.run_name: r for r in client.search_runs([experiment_id])}
+    assert set(found) == {"r0", "r1"}
+    for i in range(2):
+        run = found[f"r{i}"]
+        assert run.data.tags["status"] == "ok" and run.info.status == "FINISHED"
+        assert run.data.params == {"seed": str(i)}
+        history = client.get_metric_history(run.info.run_id, "val/loss")
+        assert [m.step for m in history] == [1, 2, 3, 4, 5]
+        assert history[-1].value == pytest.approx(0.2 + i)
+        assert run.data.metrics["test/accuracy"] == 0.5 + i
+        path = client.download_artifacts(run.info.run_id, "config.yaml")
+        assert open(path).read() == f"seed: {i}"
+        assert f"[ok] r{i} (run {run.info.run_id[:8]})" in out  # printed once written
+
+
+def test_store_failures_come_back_from_drain(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the writer inherits these
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    writer = LogWriter("http://127.0.0.1:9")  # nothing listens on the discard port
+    try:
+        run = writer.start_run("0", run_name="lost", params={}, tags={})
+        run.finish(status="ok")
+        errors = writer.drain()
+    finally:
+        writer.close()
+    assert len(errors) == 1
+    assert errors[0].startswith("run lost could not be logged to http://127.0.0.1:9")
+    assert errors[0].endswith("a re-run will redo this job")
+
+
+def test_a_dead_writer_is_reported_not_waited_for(store):
+    writer = LogWriter(store)
+    os.kill(writer._proc.pid, signal.SIGKILL)
+    writer._proc.wait()
+    writer.start_run("0", run_name="x", params={}, tags={})
+    errors = writer.drain()
+    assert len(errors) == 1 and "exited" in errors[0]
+    writer.close()
+
+
+def test_a_message_the_writer_cannot_read_is_reported(store):
+    writer = LogWriter(store)
+    try:
+        run = writer.start_run("0", run_name="y", params={}, tags={})
+        run.finish(status="ok", artifacts={"x": partial(_local_writer, "x")})
+        errors = writer.drain()
+    finally:
+        writer.close()
+    assert len(errors) == 1 and "could not be read" in errors[0] and "re-run" in errors[0]
+
+
+def _local_writer(text, path):  # defined in a test module: the writer cannot import it
+    path.write_text(text)
+
+
+@pytest.mark.slow
+def test_log_every_keeps_every_nth_and_the_last_epoch(tmp_path, store):
+    run_cli("actloss-bench", "task.n_samples=300", "model.width=16", "trainer.epochs=7",
+            "tracking.log_every=3", f"tracking.uri={store}")
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("actloss_bench").experiment_id])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [3, 6, 7]
+    assert run.data.tags["status"] == "ok"
