@@ -263,8 +263,11 @@ def write_readme(rows, ab, http, notes, reps) -> None:
              "`loss.item()` every step, an extra validation pass per epoch, and "
              "`mlflow.log_metric` for every value. Start-up (imports, the first optimiser, data "
              "generation) is excluded on both sides: each process first runs a 2-epoch warm-up of "
-             "the same variant, as any job after the first in a sweep's process would be. The "
-             "HTTP rows use 30 epochs (570 steps).", "",
+             "the same variant, as any job after the first in a sweep's process would be. Logged "
+             "variants are timed until everything is written (the log writer drained); `_x5` "
+             "variants run 5 trainings back to back in one process and wait once, as a sweep's "
+             "basic launcher does. The naive-vs-bench HTTP ratio uses 30 epochs (570 steps; the "
+             "naive loop's per-step requests are slow), the other HTTP rows 100.", "",
              "| measure | value | target |", "|---|---|---|"]
     for name, value, target in rows:
         if isinstance(value, float):
