@@ -13,7 +13,6 @@ import sys
 import time
 import traceback
 from functools import partial
-from pathlib import Path
 from typing import Optional
 
 import hydra
@@ -22,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from actloss_bench import tracking
+from actloss_bench.artifacts import write_csv, write_overview, write_text
 from actloss_bench.logwriter import RUN_ID_MARK, writer_for
 from actloss_bench.paths import CONF_DIR
 from actloss_bench.schema import ConfigError, apply_arm, register_schema, validate
@@ -49,28 +49,14 @@ def _summary_line(cfg: DictConfig, result, seconds: float, run_id: str = RUN_ID_
             f"run {run_id})").replace(":  ", ": ")
 
 
-def _write_text(text: str, path: Path) -> None:
-    path.write_text(text)
-
-
-def _write_csv(frame, path: Path) -> None:
-    frame.to_csv(path, index=False)
-
-
-def _write_overview(history, predictions, title: str, path: Path) -> None:
-    from actloss_bench import plots  # matplotlib: imported where the figure is drawn
-
-    plots.save(plots.run_overview(history, predictions, title), path)
-
-
 def run_artifacts(cfg: DictConfig, result, log_plots: bool):
     """Artifact writers of a finished run (config.yaml, predictions.csv, plots/), as picklable
     partials: the log writer process calls them, so the figure is drawn off the critical path."""
-    arts = {"config.yaml": partial(_write_text, OmegaConf.to_yaml(cfg, resolve=True))}
+    arts = {"config.yaml": partial(write_text, OmegaConf.to_yaml(cfg, resolve=True))}
     if result.predictions is not None:
-        arts["predictions.csv"] = partial(_write_csv, result.predictions)
+        arts["predictions.csv"] = partial(write_csv, result.predictions)
     if log_plots and result.history:
-        arts["plots/diagnostics.png"] = partial(_write_overview, result.history,
+        arts["plots/diagnostics.png"] = partial(write_overview, result.history,
                                                 result.predictions, _run_name(cfg))
     return arts
 
@@ -112,7 +98,7 @@ def _record_failure(loggers, configs, e: BaseException, trace: str) -> None:
     for logger, one in zip(loggers, configs):
         print(f"[failed] {_run_name(one)}: {type(e).__name__}: {e}")
         logger.finish(status="failed", tags={"error": f"{type(e).__name__}: {e}"[:4000]},
-                      artifacts={"traceback.txt": partial(_write_text, trace)})
+                      artifacts={"traceback.txt": partial(write_text, trace)})
 
 
 def run_job(cfg: DictConfig) -> Optional[float]:

@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from actloss_bench import tracking
-from actloss_bench.app import _write_text
+from actloss_bench.artifacts import write_text
 from actloss_bench.logwriter import RUN_ID_MARK, LogWriter
 from conftest import run_cli
 
@@ -26,7 +26,7 @@ def test_runs_are_written_in_order_with_artifacts_and_summary(store, capfd):
         for i, run in enumerate(runs):
             run.finish(status="ok", metrics={"test/accuracy": 0.5 + i}, step=5,
                        tags={"diagnosis": "none"},
-                       artifacts={"config.yaml": partial(_write_text, f"seed: {i}")},
+                       artifacts={"config.yaml": partial(write_text, f"seed: {i}")},
                        summary=f"[ok] r{i} (run {RUN_ID_MARK})")
         assert writer.drain() == []
     finally:
