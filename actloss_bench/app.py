@@ -90,8 +90,14 @@ def _log_every(every: int, logger, epoch: int, values) -> None:
 
 def epoch_logger(run, every: int):
     """The ``on_epoch`` callback logging every ``every``-th epoch's metrics to ``run``
-    (``tracking.log_every``; the last epoch is logged by the caller at the end)."""
+    (``tracking.log_every``; ``log_last_epoch`` completes it when training ends)."""
     return run.log_epoch if every == 1 else partial(_log_every, every, run)
+
+
+def log_last_epoch(run, history, every: int) -> None:
+    """Log the final epoch if ``epoch_logger`` skipped it: the last epoch is always logged."""
+    if history and len(history) % every:
+        run.log_epoch(len(history), history[-1])
 
 
 def _record_failure(loggers, configs, e: BaseException, trace: str) -> None:
@@ -186,8 +192,7 @@ def _train_and_log(cfg: DictConfig, pending, writer, experiment_id: str, sweep,
                     tracking.TAG_DIAGNOSIS: ",".join(result.diagnoses) or "none"}
         if result.diverged_at_step is not None:
             end_tags["diverged_at_step"] = result.diverged_at_step
-        if result.history and len(result.history) % every:  # the last epoch is always logged
-            logger.log_epoch(len(result.history), result.history[-1])
+        log_last_epoch(logger, result.history, every)
         logger.finish(status=result.status, metrics=result.test, tags=end_tags,
                       artifacts=run_artifacts(one, result, cfg.tracking.log_plots),
                       step=len(result.history), summary=_summary_line(one, result, seconds))

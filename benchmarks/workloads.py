@@ -104,7 +104,7 @@ def bench(cfg, data, uri=None, plots=False, runs=1):
     waiting at the end until everything is written (a sweep's basic launcher waits once, at
     the end of the sweep: that is ``runs`` > 1)."""
     from actloss_bench import tracking
-    from actloss_bench.app import epoch_logger, run_artifacts
+    from actloss_bench.app import epoch_logger, log_last_epoch, run_artifacts
     from actloss_bench.logwriter import writer_for
     from actloss_bench.training import train
 
@@ -120,8 +120,7 @@ def bench(cfg, data, uri=None, plots=False, runs=1):
                                flush_every_s=cfg.tracking.flush_every_s)
         every = cfg.tracking.log_every
         result = train(cfg, on_epoch=epoch_logger(run, every), data=data)
-        if len(result.history) % every:
-            run.log_epoch(len(result.history), result.history[-1])
+        log_last_epoch(run, result.history, every)
         run.finish(status=result.status, metrics=result.test,
                    artifacts=run_artifacts(cfg, result, plots), step=len(result.history))
     errors = writer.drain()
