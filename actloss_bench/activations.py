@@ -65,6 +65,17 @@ DERIVATIVES: Dict[type, Derivative] = {
 }
 
 
+# In-place forms of the activations whose derivative reads their output: the pre-activation is
+# then not needed, and overwriting it saves allocating (and first touching) a new tensor, which
+# costs more than the arithmetic for the stacked tensors of vectorised seeds.
+IN_PLACE: Dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
+    nn.Identity: lambda z: z,
+    nn.ReLU: torch.relu_,
+    nn.Sigmoid: torch.sigmoid_,
+    nn.Tanh: torch.tanh_,
+}
+
+
 def derivative(module: nn.Module) -> Optional[Derivative]:
     """The registered derivative of an activation module, or None (exact type match: a
     subclass may compute something else)."""

@@ -19,7 +19,7 @@ from typing import Callable, List, Sequence, Tuple
 import torch
 from torch import nn
 
-from actloss_bench.activations import derivative
+from actloss_bench.activations import IN_PLACE, derivative
 
 try:
     from torch.autograd.graph import _engine_run_backward as _run_backward
@@ -28,6 +28,15 @@ except ImportError:  # a torch without it: the public path, same numbers
     def _run_backward(outputs, seeds, retain_graph, create_graph, inputs, allow_unused,
                       accumulate_grad):
         return torch.autograd.grad(outputs, inputs, seeds)
+
+
+def batched_affine(x: torch.Tensor, w_t: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``x @ w_t + b`` for stacked models: x (K, batch, in), w_t (K, in, out), b (K, out).
+
+    A product then an in-place bias add: ``torch.baddbmm`` first expands the bias into the
+    output, which costs as much as half the product at these sizes (measured: 150 vs 106 us
+    for 16 x (128 x 64 x 64) on 2 threads)."""
+    return torch.bmm(x, w_t).add_(b[:, None, :])
 
 
 class Backprop:
@@ -61,7 +70,7 @@ class Backprop:
     def _affine(self, x: torch.Tensor, i: int) -> torch.Tensor:
         w_t, b = self._weights_t[i], self.biases[i]
         if self.batched:
-            return torch.baddbmm(b[:, None, :], x, w_t)
+            return batched_affine(x, w_t, b)
         return torch.addmm(b, x, w_t)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +80,9 @@ class Backprop:
             return self._out.detach()
         uses_input = self._derivative[0] == "input"
         saved = [x]  # layer inputs, then what the activation's derivative reads
-        act = self.act.forward  # the module's own function, without nn.Module's call overhead
+        # The module's own function, without nn.Module's call overhead; in place on the
+        # pre-activation when the derivative does not read it.
+        act = self.act.forward if uses_input else IN_PLACE.get(type(self.act), self.act.forward)
         h = x
         for i in range(len(self.weights) - 1):
             z = self._affine(h, i)

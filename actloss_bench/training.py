@@ -78,44 +78,39 @@ class Readout:
 
 
 def _evaluate(model: MLP, split: _Split, loss_fn: Loss, readout: Readout):
-    """Loss and metrics on one split (names without the split prefix), plus hidden outputs."""
+    """One model's metrics on one split (names without the split prefix): (metrics, hidden
+    outputs, outputs, probabilities)."""
     with torch.inference_mode():
         out, hidden = model.forward_with_hidden(split.X)
-    return split_metrics(out, hidden, split, loss_fn, readout)
-
-
-def split_metrics(out: torch.Tensor, hidden, split: _Split, loss_fn: Loss, readout: Readout):
-    """Metrics of a model's outputs on one split: (metrics, hidden, outputs, probabilities)."""
-    with torch.inference_mode():
         loss = loss_fn(out, split.target, split.y)
-    result = {"loss": float(loss)}
-    y = split.y.cpu().numpy()
+    rows, probs = output_metrics([float(loss)], out[None], split.y[None], readout)
+    return rows[0], hidden, out, None if probs is None else probs[0]
+
+
+def output_metrics(losses: List[float], out: torch.Tensor, y: torch.Tensor, readout: Readout):
+    """Metrics of S models from their losses, outputs (S, N, O) and labels or values (S, N):
+    one dict per model, and the class probabilities (S, N, K) (None for regression)."""
+    labels = y.cpu().numpy()
     if readout.kind == REGRESSION:
-        result.update(metrics.regression_metrics(y, out.cpu().numpy().reshape(-1)))
+        rows = metrics.regression_metrics_rows(labels, out.cpu().numpy().reshape(len(labels), -1))
         probs = None
     else:
         probs = metrics.probabilities(out.cpu(), head=readout.head, loss=readout.loss)
-        result.update(metrics.classification_metrics(y, probs))
-        result["data_majority_fraction"] = float(np.bincount(y).max() / len(y))
-    return result, hidden, out, probs
+        rows = metrics.classification_metrics_rows(labels, probs)
+        majority = metrics.majority_fraction(labels, probs.shape[-1]).tolist()
+        for row, fraction in zip(rows, majority):
+            row["data_majority_fraction"] = fraction
+    return [{"loss": loss, **row} for loss, row in zip(losses, rows)], probs
 
 
-def epoch_record(train_loss: float, val: Dict[str, float], hidden, grad_norm_sum: torch.Tensor,
-                 n_steps: int, activation: str) -> Dict[str, float]:
-    """One epoch's logged metrics: train loss, val/*, dead units, saturation, gradient norms."""
+def epoch_record(train_loss: float, val: Dict[str, float],
+                 network: Dict[str, float]) -> Dict[str, float]:
+    """One epoch's logged metrics: train loss, val/*, and the network's dead units, saturation
+    and gradient norms (``diagnostics.network_metrics``)."""
     record = {"train/loss": train_loss}
     record.update({f"val/{k}": v for k, v in val.items() if k != "data_majority_fraction"})
-    record.update(_network_metrics(hidden, grad_norm_sum, n_steps, activation))
+    record.update(network)
     return record
-
-
-def _network_metrics(hidden, grad_norm_sum: torch.Tensor, n_steps: int, activation: str):
-    out = diagnostics.dead_metrics(hidden)
-    sat = diagnostics.saturation_fraction(hidden, activation)
-    if sat is not None:
-        out["saturation/fraction"] = sat
-    out.update(diagnostics.grad_norm_metrics((grad_norm_sum / max(n_steps, 1)).tolist()))
-    return out
 
 
 def _predictions(split: _Split, out: torch.Tensor, probs) -> pd.DataFrame:
@@ -216,8 +211,10 @@ def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = 
         result.steps += len(step_losses)
 
         val, hidden, _, _ = _evaluate(model, val_split, loss_fn, readout)
-        record = epoch_record(float(losses.mean()), val, hidden, torch.stack(grad_norm_sum),
-                              len(step_losses), activation)
+        mean_norms = torch.stack(grad_norm_sum) / len(step_losses)
+        network = diagnostics.network_metrics([h[None] for h in hidden], mean_norms[:, None],
+                                              activation)[0]
+        record = epoch_record(float(losses.mean()), val, network)
         result.history.append(record)
         if on_epoch is not None:
             on_epoch(epoch, record)

@@ -4,8 +4,9 @@ A tiny MLP's step is Python overhead; K seeds stacked into batched weights (``to
 pay that overhead once per step instead of K times. Each seed keeps its own data draw, initial
 weights, shuffling generator and optimiser state, so it follows the sequential path: the same
 arithmetic, batched (matrix products may round in a different order, so values agree to float
-tolerance, not bit for bit). Evaluation copies each seed's weights into an ordinary ``MLP`` and
-reuses the sequential code, so every metric is computed the same way.
+tolerance, not bit for bit). Validation and test metrics of all seeds come from one batched
+forward and one call of the row-wise metric functions that the sequential path calls with one
+row, so every metric is computed by the same code.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from actloss_bench import diagnostics
+from actloss_bench.activations import IN_PLACE
 from actloss_bench.compat import INVALID, classify, output_dim
 from actloss_bench.losses import encode_targets, make_loss
-from actloss_bench.backprop import Backprop, output_grad
+from actloss_bench.backprop import Backprop, batched_affine, output_grad
 from actloss_bench.model import build_model
 from actloss_bench.optim import build_optimizer
 from actloss_bench.schema import ConfigError
 from actloss_bench.tasks import make_dataset
-from actloss_bench.training import (DIVERGED, OK, InvalidCombination, TrainResult, _evaluate,
+from actloss_bench.training import (DIVERGED, OK, InvalidCombination, Readout, TrainResult,
                                     _predictions, _Split, epoch_record, finish_result,
-                                    Readout, pick_device, split_metrics)
+                                    output_metrics, pick_device)
 
 EpochCallback = Callable[[int, Dict[str, float]], None]
 
@@ -65,6 +68,7 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
     biases = [torch.nn.Parameter(torch.stack([m.linears[i].bias.detach() for m in models]))
               for i in range(n_layers)]
     act, head = models[0].act, models[0].head
+    act_in_place = IN_PLACE.get(type(act), act)  # evaluation keeps outputs, not inputs
     backprop = Backprop(weights, biases, act, batched=True)
     optimizer = build_optimizer(cfg.optimizer, backprop.params)
     loss_fns = [make_loss(cfg.loss, kind=kind, out_dim=out_dim, n_classes=k, y_train=d.y_train)
@@ -84,29 +88,41 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
     grad_clip, batch_size = cfg.trainer.grad_clip, cfg.trainer.batch_size
     readout, activation = Readout.of(cfg, kind), cfg.activation.name
     results = [TrainResult(status=OK, combo=combo) for _ in seeds]
-    active = torch.ones(S, dtype=torch.bool)
+    active = [True] * S
     last_val: List[Dict[str, float]] = [{} for _ in seeds]
 
     def forward_with_hidden(x):
         hidden = []
         for i in range(n_layers - 1):
-            x = act(torch.baddbmm(biases[i][:, None, :], x, weights[i].transpose(1, 2)))
+            x = act_in_place(batched_affine(x, weights[i].transpose(1, 2), biases[i]))
             hidden.append(x)
-        out = torch.baddbmm(biases[-1][:, None, :], x, weights[-1].transpose(1, 2))
+        out = batched_affine(x, weights[-1].transpose(1, 2), biases[-1])
         return head(out), hidden
 
-    X_val = torch.stack([v.X for v in val])
+    def evaluate(splits: List[_Split]):
+        """Every seed's metrics on its own split, in one batched forward and one metrics call
+        (diverged seeds' rows are computed and dropped by the caller)."""
+        with torch.inference_mode():
+            out, hidden = forward_with_hidden(torch.stack([p.X for p in splits]))
+            split_losses = torch.stack([loss_fns[s](out[s], p.target, p.y)
+                                        for s, p in enumerate(splits)]).tolist()
+        rows, probs = output_metrics(split_losses, out, torch.stack([p.y for p in splits]),
+                                     readout)
+        return rows, hidden, out, probs
 
     for epoch in range(1, cfg.trainer.epochs + 1):
         perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
         step_losses = []
         grad_norm_sum = torch.zeros(n_layers, S, device=device)
+        # One gather per epoch; the batches are then views, as in the sequential loop.
+        batches = zip(X[rows, perms].split(batch_size, dim=1),
+                      T[rows, perms].split(batch_size, dim=1))
         with torch.no_grad():
-            for idx in perms.split(batch_size, dim=1):
-                target = T[rows, idx].flatten(0, 1)
+            for x, target in batches:
+                target = target.flatten(0, 1)
                 # Seeds are independent: the gradient of the sum gives each seed its own.
                 seed_losses, grad_out = output_grad(
-                    backprop.forward(X[rows, idx]),
+                    backprop.forward(x),
                     lambda out: per_sample(head(out).flatten(0, 1), target).view(S, -1).mean(1))
                 grads = backprop.backward(grad_out)
                 grad_norm_sum += torch.stack([g.flatten(1).norm(dim=1) for g in grads[0::2]])
@@ -115,48 +131,42 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
                 optimizer.step(grads)
                 step_losses.append(seed_losses)
         losses = torch.stack(step_losses, 1)  # (S, steps)
-        finite = torch.isfinite(losses)
-        with torch.inference_mode():
-            out_val, hidden_val = forward_with_hidden(X_val)
+        n_steps = losses.shape[1]
+        # All seeds at once: one device read per quantity, not one per seed.
+        val_rows, hidden_val, _, _ = evaluate(val)
+        network = diagnostics.network_metrics(hidden_val, grad_norm_sum / n_steps, activation)
+        finite = torch.isfinite(losses).all(1).tolist()
+        train_losses = losses.mean(1).tolist()
         for s in range(S):
             if not active[s]:
                 continue
             r = results[s]
-            if not bool(finite[s].all()):
+            if not finite[s]:
                 r.status = DIVERGED
-                r.diverged_at_step = r.steps + int((~finite[s]).nonzero()[0, 0]) + 1
-                r.steps += losses.shape[1]
+                bad = ~torch.isfinite(losses[s])
+                r.diverged_at_step = r.steps + int(bad.nonzero()[0, 0]) + 1
+                r.steps += n_steps
                 active[s] = False
                 continue
-            r.steps += losses.shape[1]
-            metrics, hidden, _, _ = split_metrics(out_val[s], [h[s] for h in hidden_val],
-                                                  val[s], loss_fns[s], readout)
-            record = epoch_record(float(losses[s].mean()), metrics, hidden, grad_norm_sum[:, s],
-                                  losses.shape[1], activation)
+            r.steps += n_steps
+            record = epoch_record(train_losses[s], val_rows[s], network[s])
             r.history.append(record)
-            last_val[s] = metrics
+            last_val[s] = val_rows[s]
             if on_epoch is not None and on_epoch[s] is not None:
                 on_epoch[s](epoch, record)
-        if not bool(active.any()):
+        if not any(active):
             break
 
+    test = [_Split(d.X_test.to(device), d.y_test.to(device), encode(d.y_test)) for d in data]
+    test_rows, _, test_out, test_probs = evaluate(test)
     for s, (r, d) in enumerate(zip(results, data)):
         if r.status == OK:
-            _copy_seed(models[s], weights, biases, s)
-            test = _Split(d.X_test.to(device), d.y_test.to(device), encode(d.y_test))
-            metrics, _, out, probs = _evaluate(models[s], test, loss_fns[s], readout)
-            r.predictions = _predictions(test, out, probs)
-            finish_result(r, cfg, d, metrics, last_val[s])
+            r.predictions = _predictions(test[s], test_out[s],
+                                         None if test_probs is None else test_probs[s])
+            finish_result(r, cfg, d, test_rows[s], last_val[s])
         else:
             finish_result(r, cfg, d, None, last_val[s])
     return results
-
-
-def _copy_seed(model, weights, biases, s: int) -> None:
-    with torch.no_grad():
-        for layer, w, b in zip(model.linears, weights, biases):
-            layer.weight.copy_(w[s])
-            layer.bias.copy_(b[s])
 
 
 def _clip_per_seed(grads: List[torch.Tensor], max_norm: float) -> None:

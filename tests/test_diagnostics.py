@@ -32,6 +32,22 @@ def test_grad_norm_metrics():
         "grad_norm/ratio_first_last": 5e-5}
 
 
+def test_network_metrics_of_stacked_models_equal_each_model_alone():
+    torch.manual_seed(0)
+    hidden = [torch.tanh(3 * torch.randn(3, 50, 8)), torch.relu(torch.randn(3, 50, 4) - 2)]
+    hidden[1][1] = 0.0  # model 1: the whole second layer dead
+    norms = torch.rand(2, 3)
+    stacked = d.network_metrics(hidden, norms, "tanh")
+    for s in range(3):
+        alone = [h[s] for h in hidden]
+        expected = {**d.dead_metrics(alone),
+                    "saturation/fraction": d.saturation_fraction(alone, "tanh"),
+                    **d.grad_norm_metrics(norms[:, s].tolist())}
+        assert stacked[s] == expected
+    assert stacked[1]["dead/layer_1"] == 1.0
+    assert "saturation/fraction" not in d.network_metrics(hidden, norms, "relu")[0]
+
+
 HEALTHY = {"pred_majority_fraction": 0.55, "data_majority_fraction": 0.5, "dead/fraction": 0.0,
            "grad_norm/ratio_first_last": 0.8, "ece": 0.02, "mean_confidence": 0.9,
            "accuracy": 0.9}

@@ -144,3 +144,51 @@ def test_auc_with_tied_scores_against_sklearn():
     y = rng.integers(0, 2, 300)
     score = np.round(rng.random(300), 1)  # many ties
     assert m.roc_auc(y, np.c_[1 - score, score]) == pytest.approx(skm.roc_auc_score(y, score))
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+@pytest.mark.parametrize("k", [2, 4])
+def test_rows_equal_each_model_alone(k):
+    """Vectorised seeds score S models in one call: each row as if scored alone, including a
+    row with a class missing from y and a row with non-finite probabilities."""
+    rng = np.random.default_rng(k)
+    y = rng.integers(0, k, (4, 120))
+    y[1] = np.minimum(y[1], k - 2)  # class k-1 absent from row 1
+    logits = rng.normal(size=(4, 120, k))
+    P = np.exp(logits) / np.exp(logits).sum(2, keepdims=True)
+    P[2, 5, 0] = np.nan
+    rows = m.classification_metrics_rows(y, P)
+    for s in range(4):
+        alone = m.classification_metrics(y[s], P[s])
+        assert rows[s].keys() == alone.keys()
+        np.testing.assert_allclose(list(rows[s].values()), list(alone.values()), rtol=1e-12)
+    assert np.isnan(rows[2]["accuracy"]) and not np.isnan(rows[3]["accuracy"])
+    assert rows[1]["balanced_accuracy"] == pytest.approx(
+        skm.balanced_accuracy_score(y[1], P[1].argmax(1)))
+
+
+def test_regression_rows_equal_each_model_alone():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(3, 60))
+    pred = y + rng.normal(size=(3, 60))
+    pred[2] = 1.0
+    rows = m.regression_metrics_rows(y, pred)
+    for s in range(3):
+        assert rows[s] == pytest.approx(m.regression_metrics(y[s], pred[s]))
+        assert rows[s]["r2"] == pytest.approx(skm.r2_score(y[s], pred[s]))
+
+
+def test_row_ranks_and_auc_match_per_row():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(4)
+    score = np.round(rng.random((3, 40)), 1)  # ties within rows
+    np.testing.assert_array_equal(m._average_ranks(score), rankdata(score, axis=1))
+    positive = rng.random((3, 40)) < 0.3
+    positive[2] = False  # one class only: AUC undefined
+    auc = m._binary_auc(positive, score)
+    for s in range(2):
+        assert auc[s] == pytest.approx(skm.roc_auc_score(positive[s], score[s]))
+        assert m.average_precision(positive, score)[s] == pytest.approx(
+            skm.average_precision_score(positive[s], score[s]))
+    assert np.isnan(auc[2]) and np.isnan(m.average_precision(positive, score)[2])
