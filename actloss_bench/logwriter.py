@@ -169,6 +169,16 @@ def close_all() -> List[str]:
 
 # --- the writer process ------------------------------------------------------------------------
 
+# Idle flushes are spaced so that requests keep the store busy at most FLUSH_DUTY of the time,
+# and at most FLUSH_MAX_WAIT_S apart. A request's cost is mostly per request, not per value:
+# measured against a local MLflow server, 2,600 values took 1.05 s of server CPU as 100
+# requests and 0.27 s as 10. Back to back (duty 1.0) the server took a whole core from the jobs
+# on a 2-core machine; uncapped, the spacing grew with each (bigger, slower) batch until the
+# last one, waited for at the end of the run, took 0.2-0.4 s.
+FLUSH_DUTY = 0.2
+FLUSH_MAX_WAIT_S = 0.1
+
+
 
 def _frames(fd: int, on_idle: Callable[[], Optional[float]]) -> Iterator[bytes]:
     """Length-prefixed frames from ``fd``. Whenever none is waiting, ``on_idle()`` runs and
@@ -218,7 +228,7 @@ def _serve(uri: str, results_fd: int) -> None:
     def flush_due() -> Optional[float]:
         waits = []
         for handle, logger in list(loggers.items()):
-            wait = logger.seconds_until_idle_flush()
+            wait = logger.seconds_until_idle_flush(FLUSH_DUTY, FLUSH_MAX_WAIT_S)
             if wait == 0:
                 flush(handle, logger)
             elif wait is not None:

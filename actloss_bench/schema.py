@@ -102,8 +102,9 @@ class TrackingConfig:
     # Epoch metrics are sent at least every this many seconds (the log writer sends them
     # sooner whenever it is idle) and at the end.
     flush_every_s: float = 2.0
-    # Log the per-epoch metrics of every N-th epoch (and of the last); 1: every epoch. Each
-    # metric value costs a tracking server ~0.6 ms (benchmarks/README.md).
+    # Log the per-epoch metrics of every N-th epoch (and of the last); 1: every epoch. A
+    # tracking server spends ~10 ms per request and ~0.1 ms per metric value (the log writer
+    # batches epochs into few requests; benchmarks/README.md).
     log_every: int = 1
     # Skip a job whose identical config already finished in this experiment (resumable sweeps).
     resume: bool = True

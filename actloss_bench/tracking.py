@@ -190,13 +190,17 @@ class RunLogger:
         self._last_flush = time.monotonic()
         self._last_cost = self._last_flush - started
 
-    def seconds_until_idle_flush(self, duty: float = 1.0) -> Optional[float]:
+    def seconds_until_idle_flush(self, duty: float = 1.0,
+                                 max_wait_s: float = float("inf")) -> Optional[float]:
         """For a writer with nothing else to do: how long to wait before flushing (0: now),
         None when nothing is pending. Requests are spaced so that they take at most ``duty``
-        of the writer's time (1.0: back to back; a writer process has its own core)."""
+        of the writer's time (1.0: back to back), and at most ``max_wait_s`` apart: bigger
+        batches cost more per request, so without a cap the spacing would grow with every
+        flush, and whatever is pending when the run ends is waited for."""
         if not self._pending:
             return None
-        return max(0.0, self._last_flush + self._last_cost / duty - time.monotonic())
+        spacing = min(self._last_cost / duty, max_wait_s)
+        return max(0.0, self._last_flush + spacing - time.monotonic())
 
     def finish(self, *, status: str, metrics: Optional[Dict[str, float]] = None,
                tags: Optional[Dict[str, Any]] = None, artifacts: Optional[Dict[str, Any]] = None,

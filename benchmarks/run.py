@@ -58,14 +58,14 @@ def free_port() -> int:
 
 def start_server(root: Path):
     sys.path.insert(0, str(ROOT))
-    from actloss_bench.server import prepare_sqlite, server_command
+    from actloss_bench.server import prepare_sqlite, server_command, server_env
 
     backend = prepare_sqlite(root / "mlflow.db")
     port = free_port()
     proc = subprocess.Popen(server_command(host="127.0.0.1", port=port, backend_uri=backend,
                                            artifacts=root / "mlartifacts", workers=1),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, env=server_env())
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:

@@ -96,3 +96,29 @@ def test_log_every_keeps_every_nth_and_the_last_epoch(tmp_path, store):
     (run,) = client.search_runs([client.get_experiment_by_name("actloss_bench").experiment_id])
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [3, 6, 7]
     assert run.data.tags["status"] == "ok"
+
+
+class _CountingClient:
+    def __init__(self):
+        self.batches = []
+
+    def log_batch(self, run_id, metrics=(), **_):
+        self.batches.append(len(metrics))
+
+
+def test_idle_flushes_are_spaced_by_cost_over_duty_and_capped(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(tracking.time, "monotonic", lambda: now[0])
+    logger = tracking.RunLogger(_CountingClient(), "r", flush_every_s=60)
+    assert logger.seconds_until_idle_flush(0.2, 0.1) is None  # nothing pending
+    logger.log_epoch(1, {"val/loss": 1.0})
+    logger._last_cost = 0.01  # the last request took 10 ms: wait 10 / 0.2 = 50 ms
+    assert logger.seconds_until_idle_flush(0.2, 0.1) == pytest.approx(0.05)
+    now[0] += 0.03
+    assert logger.seconds_until_idle_flush(0.2, 0.1) == pytest.approx(0.02)
+    logger._last_cost = 0.5  # a slow request: the spacing is capped, not 2.5 s
+    assert logger.seconds_until_idle_flush(0.2, 0.1) == pytest.approx(0.07)
+    now[0] += 0.2
+    assert logger.seconds_until_idle_flush(0.2, 0.1) == 0.0
+    logger.flush()
+    assert logger.client.batches == [1] and logger.seconds_until_idle_flush(0.2, 0.1) is None

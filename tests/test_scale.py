@@ -14,7 +14,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from actloss_bench.server import prepare_sqlite, server_command
+from actloss_bench.server import prepare_sqlite, server_command, server_env
 from conftest import BIN, ROOT, run_cli
 
 pytestmark = pytest.mark.slow
@@ -123,7 +123,7 @@ def _start_server(root: Path, port: int):
     cmd = server_command(host="127.0.0.1", port=port, backend_uri=backend,
                          artifacts=root / "mlartifacts", workers=1)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, env=server_env())
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:
@@ -151,6 +151,33 @@ def server(tmp_path):
     yield url
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def _session_commands(sid: int):
+    """Command lines of the processes in session ``sid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:  # fields after the name: state ppid pgrp session ...
+                out.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            pass  # a process that ended while we read
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_server_runs_without_mlflow_job_workers(tmp_path):
+    """MLflow's job runner and huey consumers (GenAI jobs, not tracking) are left off: they
+    took 14 s of CPU at start-up here, competing with the jobs logging to the server."""
+    proc, _ = _start_server(tmp_path / "server", _free_port())
+    try:
+        commands = _session_commands(proc.pid)
+        assert any("uvicorn" in c for c in commands), commands
+        assert not any("huey" in c or "_job_runner" in c for c in commands), commands
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def test_sweep_against_a_real_tracking_server_read_back_over_rest(tmp_path, server, small):
