@@ -1,8 +1,8 @@
 """``make bench``: the bench against the loop people write by hand, in one run, as ratios.
 
 Each measurement runs in a fresh process (so peak memory is per variant), A/B interleaved
-(A B A B ...) so that machine noise hits both sides alike; medians are compared. Writes
-``benchmarks/README.md``.
+(A B A B ...) so that machine noise hits both sides alike; ratios and shares are medians of
+each round's own ratio (``paired``). Writes ``benchmarks/README.md``.
 
     python benchmarks/run.py [--reps 3] [--quick]
 """
@@ -48,6 +48,18 @@ def interleaved(variants: list, reps: int, uri: str | None = None,
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
                 "all": [round(r["seconds"], 3) for r in rs]}
             for v, rs in results.items()}
+
+
+def paired(a: dict, b: dict) -> float:
+    """Median over rounds of a's time / b's time in the same round: this VM's speed drifts by
+    10-20% within seconds, so a ratio of two medians taken minutes apart is noisier than the
+    median of ratios measured side by side."""
+    return statistics.median(x / y for x, y in zip(a["all"], b["all"]))
+
+
+def share(train: dict, logged: dict) -> float:
+    """Logging's share of a logged run's time, paired by round: 1 - train / logged."""
+    return 1 - paired(train, logged)
 
 
 def free_port() -> int:
@@ -167,8 +179,9 @@ def main() -> None:
     rows, notes = [], {}
 
     print("training and logging, A/B interleaved ...", flush=True)
-    ab = interleaved(["naive_train", "bench_train", "naive_logged", "bench_logged",
-                      "bench_plots", "bench_train_2threads", "bench_train_x5", "bench_logged_x5",
+    # Compared pairs run next to each other in each round (see ``paired``).
+    ab = interleaved(["naive_train", "bench_train", "bench_logged", "bench_plots",
+                      "bench_train_2threads", "naive_logged", "bench_train_x5", "bench_logged_x5",
                       "bench_plots_x5"], args.reps)
     for v, r in ab.items():
         print(f"  {v:<22} median {r['seconds']:.3f}s  runs {r['all']}  peak RSS "
@@ -193,32 +206,28 @@ def main() -> None:
     print("  " + ", ".join(f"{k} {v:.2f}" + ("" if k.startswith("ratio") else "s")
                            for k, v in vec.items()), flush=True)
 
-    s = {k: v["seconds"] for k, v in ab.items()}
     rows += [
-        ("training only: naive / bench", s["naive_train"] / s["bench_train"], ">= 3x"),
-        ("training + SQLite logging: naive / bench", s["naive_logged"] / s["bench_logged"],
-         ">= 3x"),
+        ("training only: naive / bench", paired(ab["naive_train"], ab["bench_train"]), ">= 3x"),
+        ("training + SQLite logging: naive / bench",
+         paired(ab["naive_logged"], ab["bench_logged"]), ">= 3x"),
         ("training + HTTP logging (30 epochs): naive / bench",
-         http["naive_logged (30 epochs)"]["seconds"] / http["bench_logged (30 epochs)"]["seconds"],
-         ">= 3x"),
+         paired(http["naive_logged (30 epochs)"], http["bench_logged (30 epochs)"]), ">= 3x"),
         ("SQLite logging share, one run (waiting for its last write)",
-         1 - s["bench_train"] / s["bench_logged"], "< 5%"),
+         share(ab["bench_train"], ab["bench_logged"]), "< 5%"),
         ("SQLite logging share, 5 runs back to back (a sweep)",
-         1 - s["bench_train_x5"] / s["bench_logged_x5"], "< 5%"),
+         share(ab["bench_train_x5"], ab["bench_logged_x5"]), "< 5%"),
         ("SQLite logging + figures share, 5 runs back to back (a sweep)",
-         1 - s["bench_train_x5"] / s["bench_plots_x5"], "-"),
-        ("HTTP logging share, one run",
-         1 - http["bench_train"]["seconds"] / http["bench_logged"]["seconds"], "< 5%"),
+         share(ab["bench_train_x5"], ab["bench_plots_x5"]), "-"),
+        ("HTTP logging share, one run", share(http["bench_train"], http["bench_logged"]), "< 5%"),
         ("HTTP logging share, one run, tracking.log_every=10",
-         1 - http["bench_train"]["seconds"]
-         / http["bench_logged+tracking.log_every=10"]["seconds"], "-"),
+         share(http["bench_train"], http["bench_logged+tracking.log_every=10"]), "-"),
         ("HTTP logging share, 5 runs back to back (a sweep)",
-         1 - http["bench_train_x5"]["seconds"] / http["bench_logged_x5"]["seconds"], "< 5%"),
+         share(http["bench_train_x5"], http["bench_logged_x5"]), "< 5%"),
         ("HTTP logging share, 5 runs back to back, tracking.log_every=10",
-         1 - http["bench_train_x5"]["seconds"]
-         / http["bench_logged_x5+tracking.log_every=10"]["seconds"], "-"),
-        ("per-run diagnostics figure share", 1 - s["bench_logged"] / s["bench_plots"], "-"),
-        ("2 threads / 1 thread (time)", s["bench_train_2threads"] / s["bench_train"], "-"),
+         share(http["bench_train_x5"], http["bench_logged_x5+tracking.log_every=10"]), "-"),
+        ("per-run diagnostics figure share", share(ab["bench_logged"], ab["bench_plots"]), "-"),
+        ("2 threads / 1 thread (time)", paired(ab["bench_train_2threads"], ab["bench_train"]),
+         "-"),
         ("peak RSS of the process: naive / bench, training only (MB)",
          f"{ab['naive_train']['peak_rss_mb']:.0f} / {ab['bench_train']['peak_rss_mb']:.0f}", "-"),
         ("peak RSS of the process: naive / bench, with SQLite logging (MB)",
@@ -266,9 +275,11 @@ def write_readme(rows, ab, http, notes, reps) -> None:
     except ImportError:
         pass
     lines = ["# Benchmarks", "",
-             "Regenerated by `make bench` (`python benchmarks/run.py`). Each number is a median of "
-             f"{reps} fresh processes per variant, variants interleaved A/B in one run; compare "
-             "ratios, not absolute times (these machines are noisy).", "",
+             "Regenerated by `make bench` (`python benchmarks/run.py`). Each variant runs in "
+             f"{reps} fresh processes, variants interleaved A/B in one run; a ratio or share is "
+             "the median over rounds of that round's own ratio (the two sides run next to each "
+             "other), because this VM's speed drifts by 10-20% within seconds. Compare ratios, "
+             "not absolute times.", "",
              f"Machine: {machine}.", "",
              "Workload (the representative config): binary task, 4000 samples, 20 features, MLP "
              "depth 4 × width 64, batch 128, 100 epochs (1900 optimiser steps), Adam, CPU. "
