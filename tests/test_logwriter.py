@@ -122,3 +122,11 @@ def test_idle_flushes_are_spaced_by_cost_over_duty_and_capped(monkeypatch):
     assert logger.seconds_until_idle_flush(0.2, 0.1) == 0.0
     logger.flush()
     assert logger.client.batches == [1] and logger.seconds_until_idle_flush(0.2, 0.1) is None
+
+
+def test_flush_spacing_batches_for_servers_only():
+    from actloss_bench.logwriter import flush_spacing
+
+    assert flush_spacing("http://127.0.0.1:5000") == (0.2, 0.1)
+    assert flush_spacing("https://mlflow.example.org") == (0.2, 0.1)
+    assert flush_spacing("sqlite:///results/mlflow.db") == (1.0, float("inf"))
