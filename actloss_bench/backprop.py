@@ -57,6 +57,11 @@ class Backprop:
         else:
             self.weights = [w.detach() for w in weights]
             self.biases = [b.detach() for b in biases]
+        # The activation as called in forward: the module's own function, without nn.Module's
+        # call overhead; in place on the pre-activation when its derivative does not read it.
+        reads_input = self._derivative is not None and self._derivative[0] == "input"
+        self._act_fn = (activation.forward if reads_input
+                        else IN_PLACE.get(type(activation), activation.forward))
         # Transposed views, made once: they share storage, so they see every in-place update.
         self._weights_t = [w.transpose(-1, -2) for w in self.weights]
         self._saved: List[torch.Tensor] = []
@@ -80,9 +85,7 @@ class Backprop:
             return self._out.detach()
         uses_input = self._derivative[0] == "input"
         saved = [x]  # layer inputs, then what the activation's derivative reads
-        # The module's own function, without nn.Module's call overhead; in place on the
-        # pre-activation when the derivative does not read it.
-        act = self.act.forward if uses_input else IN_PLACE.get(type(self.act), self.act.forward)
+        act = self._act_fn
         h = x
         for i in range(len(self.weights) - 1):
             z = self._affine(h, i)

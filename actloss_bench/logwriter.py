@@ -189,7 +189,6 @@ def flush_spacing(uri: str) -> Tuple[float, float]:
     return 1.0, float("inf")
 
 
-
 def _frames(fd: int, on_idle: Callable[[], Optional[float]]) -> Iterator[bytes]:
     """Length-prefixed frames from ``fd``. Whenever none is waiting, ``on_idle()`` runs and
     says how long it may wait for input before it wants to run again (None: indefinitely):
