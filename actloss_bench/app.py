@@ -49,10 +49,15 @@ def _summary_line(cfg: DictConfig, result, seconds: float, run_id: str = RUN_ID_
             f"run {run_id})").replace(":  ", ": ")
 
 
+def start_artifacts(cfg: DictConfig):
+    """Artifacts logged when a run starts: ``config.yaml`` (so a run that crashes has it too)."""
+    return {"config.yaml": partial(write_text, OmegaConf.to_yaml(cfg, resolve=True))}
+
+
 def run_artifacts(cfg: DictConfig, result, log_plots: bool):
-    """Artifact writers of a finished run (config.yaml, predictions.csv, plots/), as picklable
-    partials: the log writer process calls them, so the figure is drawn off the critical path."""
-    arts = {"config.yaml": partial(write_text, OmegaConf.to_yaml(cfg, resolve=True))}
+    """Artifact writers of a finished run (predictions.csv, plots/), as picklable partials:
+    the log writer process calls them, so the figure is drawn off the critical path."""
+    arts = {}
     if result.predictions is not None:
         arts["predictions.csv"] = partial(write_csv, result.predictions)
     if log_plots and result.history:
@@ -161,7 +166,8 @@ def _train_and_log(cfg: DictConfig, pending, writer, experiment_id: str, sweep,
             experiment_id, run_name=_run_name(one), params=tracking.flatten_params(one),
             tags=tags, parent_run_id=sweep["parent_run_id"] if sweep else None,
             supersedes=[(r.info.run_id, r.info.status) for r in earlier],
-            flush_every_s=cfg.tracking.flush_every_s))
+            flush_every_s=cfg.tracking.flush_every_s, last_step=cfg.trainer.epochs,
+            artifacts=start_artifacts(one)))
 
     every = cfg.tracking.log_every
     on_epoch = [epoch_logger(lg, every) for lg in loggers]

@@ -154,18 +154,25 @@ class RunLogger:
     which per epoch would be a fifth of a tiny run (benchmarks/README.md).
     """
 
-    def __init__(self, client: Any, run_id: str, flush_every_s: float = 2.0):
+    def __init__(self, client: Any, run_id: str, flush_every_s: float = 2.0,
+                 last_step: Optional[int] = None):
         self.client = client
         self.run_id = run_id
         self.flush_every_s = flush_every_s
+        self.last_step = last_step  # the step the run is expected to end at, when known
         self._pending: List[Any] = []
         self._last_flush = time.monotonic()
         self._last_cost = 0.0  # seconds the last flush took
+        self._latest_step = -1
 
     @classmethod
     def start(cls, uri: str, experiment_id: str, *, run_name: str, params: Dict[str, str],
               tags: Dict[str, Any], parent_run_id: Optional[str] = None,
-              flush_every_s: float = 2.0) -> "RunLogger":
+              flush_every_s: float = 2.0, last_step: Optional[int] = None,
+              artifacts: Optional[Dict[str, Any]] = None) -> "RunLogger":
+        """Create the run with its tags and params, and log ``artifacts`` known at the start
+        (the config): that also fetches the run's artifact location now, while the job trains,
+        instead of at the end of the run, where every request is waited for."""
         from mlflow.entities import Param
 
         client = _client(uri)
@@ -175,9 +182,13 @@ class RunLogger:
         run = client.create_run(experiment_id, run_name=run_name,
                                 tags={k: str(v) for k, v in tags.items()})
         client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
-        return cls(client, run.info.run_id, flush_every_s)
+        logger = cls(client, run.info.run_id, flush_every_s, last_step)
+        if artifacts:
+            logger.log_artifacts(artifacts)
+        return logger
 
     def log_epoch(self, step: int, values: Dict[str, float]) -> None:
+        self._latest_step = step
         self._pending.extend(_metrics(values, step))
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
@@ -190,17 +201,31 @@ class RunLogger:
         self._last_flush = time.monotonic()
         self._last_cost = self._last_flush - started
 
+    def _at_last_step(self) -> bool:
+        return self.last_step is not None and self._latest_step >= self.last_step
+
     def seconds_until_idle_flush(self, duty: float = 1.0,
                                  max_wait_s: float = float("inf")) -> Optional[float]:
         """For a writer with nothing else to do: how long to wait before flushing (0: now),
-        None when nothing is pending. Requests are spaced so that they take at most ``duty``
-        of the writer's time (1.0: back to back), and at most ``max_wait_s`` apart: bigger
-        batches cost more per request, so without a cap the spacing would grow with every
-        flush, and whatever is pending when the run ends is waited for."""
-        if not self._pending:
+        None when nothing is pending or the run's last epoch is in (its ``finish`` follows and
+        sends everything in one request). Requests are spaced so that they take at most
+        ``duty`` of the writer's time (1.0: back to back), and at most ``max_wait_s`` apart:
+        bigger batches cost more per request, so without a cap the spacing would grow with
+        every flush, and whatever is pending when the run ends is waited for."""
+        if not self._pending or self._at_last_step():
             return None
         spacing = min(self._last_cost / duty, max_wait_s)
         return max(0.0, self._last_flush + spacing - time.monotonic())
+
+    def log_artifacts(self, artifacts: Dict[str, Any]) -> None:
+        """Write each ``{relative path: writer}`` (``writer(path)`` creates the file) into a
+        temporary folder and upload the folder."""
+        with tempfile.TemporaryDirectory() as tmp:
+            for rel, writer in artifacts.items():
+                target = Path(tmp) / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                writer(target)
+            self.client.log_artifacts(self.run_id, tmp)
 
     def finish(self, *, status: str, metrics: Optional[Dict[str, float]] = None,
                tags: Optional[Dict[str, Any]] = None, artifacts: Optional[Dict[str, Any]] = None,
@@ -211,12 +236,7 @@ class RunLogger:
         finishing is never mistaken for a finished one by a resumed sweep.
         """
         if artifacts:
-            with tempfile.TemporaryDirectory() as tmp:
-                for rel, writer in artifacts.items():
-                    target = Path(tmp) / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    writer(target)
-                self.client.log_artifacts(self.run_id, tmp)
+            self.log_artifacts(artifacts)
         self.client.log_batch(self.run_id,
                               metrics=self._pending + _metrics(metrics or {}, step),
                               tags=_tags({TAG_STATUS: status, **(tags or {})}))

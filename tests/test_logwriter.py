@@ -105,6 +105,9 @@ class _CountingClient:
     def log_batch(self, run_id, metrics=(), **_):
         self.batches.append(len(metrics))
 
+    def set_terminated(self, run_id, status):
+        self.batches.append(status)
+
 
 def test_idle_flushes_are_spaced_by_cost_over_duty_and_capped(monkeypatch):
     now = [100.0]
@@ -130,3 +133,21 @@ def test_flush_spacing_batches_for_servers_only():
     assert flush_spacing("http://127.0.0.1:5000") == (0.2, 0.1)
     assert flush_spacing("https://mlflow.example.org") == (0.2, 0.1)
     assert flush_spacing("sqlite:///results/mlflow.db") == (1.0, float("inf"))
+
+
+def test_the_last_epoch_goes_out_with_finish_in_one_request():
+    logger = tracking.RunLogger(_CountingClient(), "r", flush_every_s=60, last_step=3)
+    for step in (1, 2):
+        logger.log_epoch(step, {"val/loss": 1.0, "train/loss": 1.0})
+    assert logger.seconds_until_idle_flush() == 0.0  # back to back: flush now
+    logger.flush()
+    logger.log_epoch(3, {"val/loss": 1.0, "train/loss": 1.0})
+    assert logger.seconds_until_idle_flush() is None  # held for finish, not flushed alone
+    logger.finish(status="ok", metrics={"test/loss": 1.0}, step=3)
+    assert logger.client.batches == [4, 3, "FINISHED"]  # 2 epochs; last epoch + test metric
+
+
+def test_runs_without_a_known_last_step_flush_every_epoch():
+    logger = tracking.RunLogger(_CountingClient(), "r", flush_every_s=60)
+    logger.log_epoch(100, {"val/loss": 1.0})
+    assert logger.seconds_until_idle_flush() == 0.0

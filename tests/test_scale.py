@@ -53,12 +53,16 @@ def test_same_numbers_across_launchers(tmp_path, store, small):
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, store, small):
     proc = run_cli("actloss-bench", "-m", "trainer.device=cpu,cuda", "seed=0,1", *small,
                    f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/s")
-    _, runs = _children(store)
+    client, runs = _children(store)
     by_device = {}
     for r in runs:
         by_device.setdefault(r.data.params["trainer.device"], []).append(r.data.tags["status"])
     assert by_device == {"cpu": ["ok", "ok"], "cuda": ["failed", "failed"]}
     assert "2 failed, 2 ok" in proc.stdout
+    failed = next(r for r in runs if r.data.tags["status"] == "failed")
+    # config.yaml is logged when the run starts, so a failed run has it too
+    assert {f.path for f in client.list_artifacts(failed.info.run_id)} == {"config.yaml",
+                                                                         "traceback.txt"}
 
 
 def _sweep_cmd(store, sweep_dir):
@@ -181,8 +185,12 @@ def test_server_runs_without_mlflow_job_workers(tmp_path):
 
 
 def test_sweep_against_a_real_tracking_server_read_back_over_rest(tmp_path, server, small):
-    run_cli("actloss-bench", "-m", "activation=relu,sigmoid", *small, f"tracking.uri={server}",
-            f"hydra.sweep.dir={tmp_path}/s")
+    proc = run_cli("actloss-bench", "-m", "activation=relu,sigmoid", *small,
+                   f"tracking.uri={server}", f"hydra.sweep.dir={tmp_path}/s")
+    # MLflow prints the sweep's URL; the log writer keeps it from fetching each finished job's
+    # run to print that one too
+    urls = [line for line in (proc.stdout + proc.stderr).splitlines() if "View run" in line]
+    assert len(urls) == 1 and "View run sweep " in urls[0]
     exp = _rest(server, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=actloss_bench")
     exp_id = exp["experiment"]["experiment_id"]
     runs = _rest(server, "/api/2.0/mlflow/runs/search",
