@@ -185,9 +185,10 @@ def close_all() -> List[str]:
 # What a run's end waits for is kept to three requests (predictions upload; the pending epochs,
 # the held last epoch, test metrics and status tag in one batch; the run state): config.yaml
 # goes up at the start and MLflow's URL print (a GET of the whole run) is off, which took the
-# measured end-of-run wait from 0.105 s to ~0.07 s (benchmarks/README.md). A SQLite store's cost is per value (ORM inserts) and is paid by this
-# process on its own core, so SQLite flushes stay back to back (duty 1.0, no cap), which kept
-# its logging share at 0-2% in `make bench`.
+# measured end-of-run wait from 0.105 s to ~0.07 s (benchmarks/README.md). A SQLite store's
+# cost is per value (ORM inserts) and is paid by this process on its own core, so SQLite
+# flushes stay back to back (duty 1.0, no cap), which kept its logging share at 0-2% in
+# `make bench`.
 HTTP_FLUSH_DUTY = 0.2
 HTTP_FLUSH_MAX_WAIT_S = 0.1
 
