@@ -12,7 +12,8 @@ Variants:
   naive_logged  the same, plus mlflow.log_metric for every value (per step and per epoch)
   bench_train   actloss_bench.training.train (all metrics and diagnostics every epoch)
   bench_logged  the same, logged as actloss-bench does (log writer process, artifacts, no
-                plots), timed until everything is written
+                plots), timed until everything is written (``end_wait_s``: the part spent
+                waiting for the writes after training ended)
   bench_plots   bench_logged plus the per-run diagnostics figure
   bench_train_2threads  bench_train with 2 torch threads
   <variant>_xN  N runs back to back in one process, as a sweep's basic launcher runs them
@@ -124,17 +125,20 @@ def bench(cfg, data, uri=None, plots=False, runs=1):
         log_last_epoch(run, result.history, every)
         run.finish(status=result.status, metrics=result.test,
                    artifacts=run_artifacts(cfg, result, plots), step=len(result.history))
+    waited = time.perf_counter()
     errors = writer.drain()
     assert not errors, errors
+    return time.perf_counter() - waited
 
 
-def run_variant(variant: str, cfg, data, uri) -> None:
+def run_variant(variant: str, cfg, data, uri) -> float:
+    """Runs the variant; the seconds spent waiting for the writes after the last training."""
     if variant.startswith("naive"):
         naive(cfg, data, uri if "logged" in variant else None)
-    else:
-        runs = int(variant.rsplit("_x", 1)[1]) if "_x" in variant else 1
-        bench(cfg, data, uri if ("logged" in variant or "plots" in variant) else None,
-              plots="plots" in variant, runs=runs)
+        return 0.0
+    runs = int(variant.rsplit("_x", 1)[1]) if "_x" in variant else 1
+    return bench(cfg, data, uri if ("logged" in variant or "plots" in variant) else None,
+                 plots="plots" in variant, runs=runs) or 0.0
 
 
 def main() -> None:
@@ -158,10 +162,10 @@ def main() -> None:
     run_variant(variant, warm, data, uri)
     before = rss_mb()
     started = time.perf_counter()
-    run_variant(variant, cfg, data, uri)
+    end_wait = run_variant(variant, cfg, data, uri)
     seconds = time.perf_counter() - started
-    print(json.dumps({"variant": variant, "seconds": seconds, "peak_rss_mb": rss_mb(),
-                      "rss_before_mb": before}))
+    print(json.dumps({"variant": variant, "seconds": seconds, "end_wait_s": end_wait,
+                      "peak_rss_mb": rss_mb(), "rss_before_mb": before}))
 
 
 if __name__ == "__main__":
