@@ -17,10 +17,12 @@ from actloss_bench.activations import SATURATION_TESTS
 def dead_counts(hidden: Sequence[torch.Tensor]) -> List[torch.Tensor]:
     """Per hidden layer: units that output exactly 0 on every input given (one count per model).
 
-    ``max |h| == 0`` over the inputs, which is ~10x faster than ``(h == 0).all(0)`` (and than
-    ``torch.aminmax``, measured).
+    ``max h == min h == 0`` over the inputs: ~10x faster than ``(h == 0).all(0)`` and than
+    ``torch.aminmax``, and, on 16 stacked models' (800, 64) outputs, 3.4x faster than
+    ``h.abs().amax() == 0``, whose ``abs`` copies every output (measured 79 vs 271 us; on one
+    model 15 vs 13 us). A NaN output makes both reductions NaN: not dead.
     """
-    return [(h.abs().amax(-2) == 0).sum(-1) for h in hidden]
+    return [((h.amax(-2) == 0) & (h.amin(-2) == 0)).sum(-1) for h in hidden]
 
 
 def saturated_count(hidden: Sequence[torch.Tensor], activation: str) -> torch.Tensor | None:

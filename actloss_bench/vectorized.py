@@ -84,7 +84,11 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
     val = [_Split(d.X_val.to(device), d.y_val.to(device), encode(d.y_val)) for d in data]
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
     S, n = len(seeds), X.shape[1]
-    rows = torch.arange(S, device=device)[:, None]
+    # Row s*n + i of the flattened stack is seed s's sample i: each epoch's per-seed shuffles
+    # become one index_select (3.5x faster than X[rows, perms] advanced indexing, measured
+    # 113 vs 391 us for 16 x 2400 x 20 floats).
+    offsets = (torch.arange(S, device=device) * n)[:, None]
+    flat_X, flat_T = X.flatten(0, 1), T.flatten(0, 1)
     grad_clip, batch_size = cfg.trainer.grad_clip, cfg.trainer.batch_size
     readout, activation = Readout.of(cfg, kind), cfg.activation.name
     results = [TrainResult(status=OK, combo=combo) for _ in seeds]
@@ -115,8 +119,9 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
         step_losses = []
         grad_norm_sum = torch.zeros(n_layers, S, device=device)
         # One gather per epoch; the batches are then views, as in the sequential loop.
-        batches = zip(X[rows, perms].split(batch_size, dim=1),
-                      T[rows, perms].split(batch_size, dim=1))
+        index = (perms + offsets).flatten()
+        batches = zip(flat_X.index_select(0, index).view(X.shape).split(batch_size, dim=1),
+                      flat_T.index_select(0, index).view(T.shape).split(batch_size, dim=1))
         with torch.no_grad():
             for x, target in batches:
                 target = target.flatten(0, 1)
@@ -125,7 +130,8 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
                     backprop.forward(x),
                     lambda out: per_sample(head(out).flatten(0, 1), target).view(S, -1).mean(1))
                 grads = backprop.backward(grad_out)
-                grad_norm_sum += torch.stack([g.flatten(1).norm(dim=1) for g in grads[0::2]])
+                grad_norm_sum += torch.stack([torch.linalg.vector_norm(g, dim=(1, 2))
+                                              for g in grads[0::2]])
                 if grad_clip is not None:
                     _clip_per_seed(grads, grad_clip)
                 optimizer.step(grads)

@@ -18,6 +18,13 @@ def test_dead_fraction_per_layer_and_overall():
     assert d.dead_metrics([]) == {"dead/fraction": 0.0}
 
 
+def test_a_unit_with_negative_or_nan_outputs_is_not_dead():
+    # Unit 0: max exactly 0 but a negative output (e.g. leaky_relu); unit 1: a NaN output;
+    # unit 2: all exactly 0 (dead, also as -0.0).
+    h = torch.tensor([[0.0, float("nan"), 0.0], [-0.5, 0.0, -0.0]])
+    assert d.dead_metrics([h]) == {"dead/fraction": 1 / 3, "dead/layer_0": 1 / 3}
+
+
 def test_saturation_counts_flat_tails_only_for_sigmoid_and_tanh():
     s = torch.sigmoid(torch.tensor([[-10.0, 0.0, 10.0, 3.0]]))  # -10 and 10 in the tails
     assert d.saturation_fraction([s], "sigmoid") == pytest.approx(0.5)
