@@ -1,10 +1,17 @@
 """``make bench``: the bench against the loop people write by hand, in one run, as ratios.
 
-Each measurement runs in a fresh process (so peak memory is per variant), A/B interleaved
-(A B A B ...) so that machine noise hits both sides alike; ratios and shares are medians of
-each round's own ratio (``paired``). Writes ``benchmarks/README.md``.
+Two kinds of measurement, both A/B so that machine noise hits both sides alike:
 
-    python benchmarks/run.py [--reps 3] [--quick]
+- fresh processes per variant, interleaved (A B A B ...): per-variant medians and peak memory;
+  their ratios are medians of each round's own ratio (``paired``);
+- paired rounds inside one warm process (``pair``): the two sides alternate 4-10 times. The
+  targets' ratios and logging shares come from these: logging costs a few percent, and the
+  same variant varies by 5-10% from one fresh process to the next on this VM, which made a
+  share from 3 fresh-process rounds swing by +-5 points between runs.
+
+Writes ``benchmarks/README.md``.
+
+    python benchmarks/run.py [--reps 3] [--skip-sweeps]
 """
 
 from __future__ import annotations
@@ -56,6 +63,23 @@ def paired(a: dict, b: dict) -> float:
     10-20% within seconds, so a ratio of two medians taken minutes apart is noisier than the
     median of ratios measured side by side."""
     return statistics.median(x / y for x, y in zip(a["all"], b["all"]))
+
+
+# Rounds of a paired A/B in one process: a one-run pair takes ~2 s, a 5-run pair ~9 s.
+PAIR_ROUNDS = {1: 10, 5: 4}
+
+
+def pair(a: str, b: str, uri: str | None = None, runs: int = 1, extra: str = "") -> dict:
+    """A and B alternated in one warm process (``workloads.pairs``): the median of each
+    round's ``a / b`` (``ratio``) and ``1 - a / b`` (``share``, when A is B without logging),
+    and the median share of B spent waiting for its writes after training (``end_wait``)."""
+    rounds = PAIR_ROUNDS[runs]
+    out = workload(f"pair:{a}:{b}:{rounds}" + (f"+{extra}" if extra else ""), uri)["rounds"]
+    ratios = [r["a_s"] / r["b_s"] for r in out]
+    return {"ratio": statistics.median(ratios), "share": 1 - statistics.median(ratios),
+            "end_wait": statistics.median(r["b_end_wait_s"] / r["b_s"] for r in out),
+            "rounds": [round(x, 3) for x in ratios], "a": a, "b": b + (f" ({extra})" if extra
+                                                                       else "")}
 
 
 def share(train: dict, logged: dict) -> float:
@@ -182,28 +206,41 @@ def main() -> None:
     args = parser.parse_args()
     rows, notes = [], {}
 
-    print("training and logging, A/B interleaved ...", flush=True)
-    # Compared pairs run next to each other in each round (see ``paired``).
+    print("fresh processes per variant, A/B interleaved ...", flush=True)
     ab = interleaved(["naive_train", "bench_train", "bench_logged", "bench_plots",
-                      "bench_train_2threads", "naive_logged", "bench_train_x5", "bench_logged_x5",
-                      "bench_plots_x5"], args.reps)
+                      "bench_train_2threads", "naive_logged"], args.reps)
     for v, r in ab.items():
         print(f"  {v:<22} median {r['seconds']:.3f}s  runs {r['all']}  peak RSS "
               f"{r['peak_rss_mb']:.0f} MB")
+    print("paired rounds in one process: training, SQLite logging ...", flush=True)
+    pairs = {
+        "train": pair("naive_train", "bench_train"),
+        "sqlite_1": pair("bench_train", "bench_logged"),
+        "sqlite_5": pair("bench_train_x5", "bench_logged_x5", runs=5),
+        "sqlite_5_plots": pair("bench_train_x5", "bench_plots_x5", runs=5),
+    }
     tmp = Path(tempfile.mkdtemp())
     print("logging over HTTP to a local mlflow server ...", flush=True)
     server, url = start_server(tmp / "server")
     try:
         # The naive loop at 30 epochs: its 570 per-step requests take ~30 s over HTTP already.
-        http30 = interleaved(["bench_logged", "naive_logged"], args.reps, url, epochs=30)
-        http = interleaved(["bench_train", "bench_logged", "bench_logged+tracking.log_every=10",
-                            "bench_train_x5", "bench_logged_x5",
-                            "bench_logged_x5+tracking.log_every=10"], args.reps, url)
+        http = interleaved(["bench_logged", "naive_logged"], args.reps, url, epochs=30)
+        pairs.update({
+            "http_1": pair("bench_train", "bench_logged", url),
+            "http_1_every10": pair("bench_train", "bench_logged", url,
+                                   extra="tracking.log_every=10"),
+            "http_5": pair("bench_train_x5", "bench_logged_x5", url, runs=5),
+            "http_5_every10": pair("bench_train_x5", "bench_logged_x5", url, runs=5,
+                                   extra="tracking.log_every=10"),
+        })
     finally:
         os.killpg(server.pid, signal.SIGKILL)
-    http.update({f"{v} (30 epochs)": r for v, r in http30.items()})
+    http = {f"{v} (30 epochs)": r for v, r in http.items()}
     for v, r in http.items():
         print(f"  {v:<22} median {r['seconds']:.3f}s  runs {r['all']}")
+    for k, r in pairs.items():
+        print(f"  {k:<16} {r['a']} / {r['b']}: median {r['ratio']:.3f}, rounds {r['rounds']}",
+              flush=True)
 
     print("16 seeds: sequential fast path vs one batched model ...", flush=True)
     vec = vectorized_seeds(args.reps)
@@ -211,28 +248,29 @@ def main() -> None:
                            for k, v in vec.items()), flush=True)
 
     rows += [
-        ("training only: naive / bench", paired(ab["naive_train"], ab["bench_train"]), ">= 3x"),
+        ("training only: naive / bench", pairs["train"]["ratio"], ">= 3x"),
+        ("training only: naive / bench, fresh processes",
+         paired(ab["naive_train"], ab["bench_train"]), "-"),
         ("training + SQLite logging: naive / bench",
          paired(ab["naive_logged"], ab["bench_logged"]), ">= 3x"),
         ("training + HTTP logging (30 epochs): naive / bench",
          paired(http["naive_logged (30 epochs)"], http["bench_logged (30 epochs)"]), ">= 3x"),
         ("SQLite logging share, one run (waiting for its last write)",
-         share(ab["bench_train"], ab["bench_logged"]), "< 5%"),
+         pairs["sqlite_1"]["share"], "< 5%"),
         ("SQLite: share of a run spent waiting for its writes after training",
-         ab["bench_logged"]["end_wait_s"] / ab["bench_logged"]["seconds"], "-"),
-        ("SQLite logging share, 5 runs back to back (a sweep)",
-         share(ab["bench_train_x5"], ab["bench_logged_x5"]), "< 5%"),
+         pairs["sqlite_1"]["end_wait"], "-"),
+        ("SQLite logging share, 5 runs back to back (a sweep)", pairs["sqlite_5"]["share"],
+         "< 5%"),
         ("SQLite logging + figures share, 5 runs back to back (a sweep)",
-         share(ab["bench_train_x5"], ab["bench_plots_x5"]), "-"),
-        ("HTTP logging share, one run", share(http["bench_train"], http["bench_logged"]), "< 5%"),
+         pairs["sqlite_5_plots"]["share"], "-"),
+        ("HTTP logging share, one run", pairs["http_1"]["share"], "< 5%"),
         ("HTTP: share of a run spent waiting for its writes after training",
-         http["bench_logged"]["end_wait_s"] / http["bench_logged"]["seconds"], "-"),
-        ("HTTP logging share, one run, tracking.log_every=10",
-         share(http["bench_train"], http["bench_logged+tracking.log_every=10"]), "-"),
-        ("HTTP logging share, 5 runs back to back (a sweep)",
-         share(http["bench_train_x5"], http["bench_logged_x5"]), "< 5%"),
+         pairs["http_1"]["end_wait"], "-"),
+        ("HTTP logging share, one run, tracking.log_every=10", pairs["http_1_every10"]["share"],
+         "-"),
+        ("HTTP logging share, 5 runs back to back (a sweep)", pairs["http_5"]["share"], "< 5%"),
         ("HTTP logging share, 5 runs back to back, tracking.log_every=10",
-         share(http["bench_train_x5"], http["bench_logged_x5+tracking.log_every=10"]), "-"),
+         pairs["http_5_every10"]["share"], "-"),
         ("per-run diagnostics figure share", share(ab["bench_logged"], ab["bench_plots"]), "-"),
         ("2 threads / 1 thread (time)", paired(ab["bench_train_2threads"], ab["bench_train"]),
          "-"),
@@ -271,10 +309,10 @@ def main() -> None:
         print(f"{name:<55} {shown:>12}   target {target}")
     notes.update({f"seeds16_{k}" + ("" if k.startswith("ratio") else "_s"): v
                   for k, v in vec.items()})
-    write_readme(rows, ab, http, notes, args.reps)
+    write_readme(rows, ab, http, pairs, notes, args.reps)
 
 
-def write_readme(rows, ab, http, notes, reps) -> None:
+def write_readme(rows, ab, http, pairs, notes, reps) -> None:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
               f"Python {platform.python_version()}"
     try:
@@ -283,11 +321,15 @@ def write_readme(rows, ab, http, notes, reps) -> None:
     except ImportError:
         pass
     lines = ["# Benchmarks", "",
-             "Regenerated by `make bench` (`python benchmarks/run.py`). Each variant runs in "
-             f"{reps} fresh processes, variants interleaved A/B in one run; a ratio or share is "
-             "the median over rounds of that round's own ratio (the two sides run next to each "
-             "other), because this VM's speed drifts by 10-20% within seconds. Compare ratios, "
-             "not absolute times.", "",
+             "Regenerated by `make bench` (`python benchmarks/run.py`). Every comparison is "
+             "A/B, the two sides next to each other, and a ratio or share is the median over "
+             "rounds of that round's own ratio, because this VM's speed drifts by 10-20% within "
+             "seconds. The targets' ratios and the logging shares come from paired rounds in "
+             f"one warm process ({PAIR_ROUNDS[1]} rounds of one run each side, "
+             f"{PAIR_ROUNDS[5]} of five; the side that goes first alternates): a share of a few "
+             "percent is below the 5-10% by which one variant varies between fresh processes. "
+             f"The per-variant medians and peak memory come from {reps} fresh processes per "
+             "variant, interleaved. Compare ratios, not absolute times.", "",
              f"Machine: {machine}.", "",
              "Workload (the representative config): binary task, 4000 samples, 20 features, MLP "
              "depth 4 × width 64, batch 128, 100 epochs (1900 optimiser steps), Adam, CPU. "
@@ -307,7 +349,13 @@ def write_readme(rows, ab, http, notes, reps) -> None:
         else:
             shown = value
         lines.append(f"| {name} | {shown} | {target} |")
-    lines += ["", "Medians (seconds) and peak memory per variant:", "",
+    lines += ["", "Paired rounds in one process (each round's A / B; a share is 1 − A / B):",
+              "", "| pair | A | B | median A / B | rounds | B's end-of-run wait share |",
+              "|---|---|---|---|---|---|"]
+    for k, r in pairs.items():
+        lines.append(f"| {k} | {r['a']} | {r['b']} | {r['ratio']:.3f} | {r['rounds']} | "
+                     f"{100 * r['end_wait']:.1f}% |")
+    lines += ["", "Medians (seconds) and peak memory per variant, fresh processes:", "",
               "| variant | store | median s | all runs | end-of-run wait s | peak RSS MB |",
               "|---|---|---|---|---|---|"]
     for store, table in (("SQLite", ab), ("HTTP", http)):

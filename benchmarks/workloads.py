@@ -18,6 +18,11 @@ Variants:
   bench_train_2threads  bench_train with 2 torch threads
   <variant>_xN  N runs back to back in one process, as a sweep's basic launcher runs them
                 (logged variants wait for the writes once, at the end)
+  pair:A:B:R    R rounds of variants A and B in this one warm process, alternating which runs
+                first; prints every round's two times (and B's end-of-run wait). Logging's share
+                is a few percent, below this VM's process-to-process noise (the same variant
+                varies by 5-10% between fresh processes): compared inside one process, round by
+                round, it is measured, not drowned.
 """
 
 from __future__ import annotations
@@ -141,6 +146,19 @@ def run_variant(variant: str, cfg, data, uri) -> float:
                  plots="plots" in variant, runs=runs) or 0.0
 
 
+def pairs(a: str, b: str, rounds: int, cfg, data, uri) -> list:
+    """``rounds`` rounds of A and B, one after the other, A first in even rounds."""
+    out = []
+    for i in range(rounds):
+        seconds, waits = {}, {}
+        for variant in ((a, b) if i % 2 == 0 else (b, a)):
+            started = time.perf_counter()
+            waits[variant] = run_variant(variant, cfg, data, uri)
+            seconds[variant] = time.perf_counter() - started
+        out.append({"a_s": seconds[a], "b_s": seconds[b], "b_end_wait_s": waits[b]})
+    return out
+
+
 def main() -> None:
     variant = sys.argv[1]
     uri = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else None
@@ -159,6 +177,12 @@ def main() -> None:
     # A sweep's jobs after the first run in a warm process: imports, the first optimiser
     # (which imports torch._dynamo, ~1 s) and MLflow's first-use costs are paid by a short
     # warm-up run of the same variant, untimed, on both sides.
+    if variant.startswith("pair:"):
+        _, a, b, rounds = variant.split(":")
+        for v in (a, b):
+            run_variant(v, warm, data, uri)
+        print(json.dumps({"variant": variant, "rounds": pairs(a, b, int(rounds), cfg, data, uri)}))
+        return
     run_variant(variant, warm, data, uri)
     before = rss_mb()
     started = time.perf_counter()
