@@ -4,7 +4,7 @@ Two kinds of measurement, both A/B so that machine noise hits both sides alike:
 
 - fresh processes per variant, interleaved (A B A B ...): per-variant medians and peak memory;
   their ratios are medians of each round's own ratio (``paired``);
-- paired rounds inside one warm process (``pair``): the two sides alternate 4-10 times. The
+- paired rounds inside one warm process (``pair``): the two sides alternate 6-10 times. The
   targets' ratios and logging shares come from these: logging costs a few percent, and the
   same variant varies by 5-10% from one fresh process to the next on this VM, which made a
   share from 3 fresh-process rounds swing by +-5 points between runs.
@@ -65,8 +65,8 @@ def paired(a: dict, b: dict) -> float:
     return statistics.median(x / y for x, y in zip(a["all"], b["all"]))
 
 
-# Rounds of a paired A/B in one process: a one-run pair takes ~2 s, a 5-run pair ~9 s.
-PAIR_ROUNDS = {1: 10, 5: 4}
+# Rounds of a paired A/B in one process: a one-run round takes ~2 s, a 5-run round ~9 s.
+PAIR_ROUNDS = {1: 10, 5: 6}
 
 
 def pair(a: str, b: str, uri: str | None = None, runs: int = 1, extra: str = "") -> dict:
