@@ -6,8 +6,8 @@ Two kinds of measurement, both A/B so that machine noise hits both sides alike:
   their ratios are medians of each round's own ratio (``paired``);
 - paired rounds inside one warm process (``pair``): the two sides alternate 6-10 times. The
   targets' ratios and logging shares come from these: logging costs a few percent, and the
-  same variant varies by 5-10% from one fresh process to the next on this VM, which made a
-  share from 3 fresh-process rounds swing by +-5 points between runs.
+  same variant varies by 5-10% from one fresh process to the next on this VM: from 3 rounds
+  of fresh processes, the HTTP five-run share read 6.3%, 3.4%, 3.6% and -2.3% in four runs.
 
 Writes ``benchmarks/README.md``.
 
