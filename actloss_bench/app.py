@@ -54,6 +54,17 @@ def start_artifacts(cfg: DictConfig):
     return {"config.yaml": partial(write_text, OmegaConf.to_yaml(cfg, resolve=True))}
 
 
+def start_logged_run(writer, experiment_id: str, cfg: DictConfig, *, run_name: str,
+                     tags, **extra):
+    """The writer's run for one job's config, started as every job starts it: flattened
+    params, flush spacing, its last epoch (held for ``finish``) and ``start_artifacts``.
+    ``extra``: ``parent_run_id``, ``supersedes``."""
+    return writer.start_run(experiment_id, run_name=run_name, params=tracking.flatten_params(cfg),
+                            tags=tags, flush_every_s=cfg.tracking.flush_every_s,
+                            last_step=cfg.trainer.epochs, artifacts=start_artifacts(cfg),
+                            **extra)
+
+
 def run_artifacts(cfg: DictConfig, result, log_plots: bool):
     """Artifact writers of a finished run (predictions.csv, plots/), as picklable partials:
     the log writer process calls them, so the figure is drawn off the critical path."""
@@ -162,12 +173,10 @@ def _train_and_log(cfg: DictConfig, pending, writer, experiment_id: str, sweep,
                 tracking.TAG_SWEEP: sweep["sweep_id"] if sweep else ""}
         if cfg.trainer.vectorize_seeds > 1:
             tags["vectorized_with"] = cfg.trainer.vectorize_seeds
-        loggers.append(writer.start_run(
-            experiment_id, run_name=_run_name(one), params=tracking.flatten_params(one),
-            tags=tags, parent_run_id=sweep["parent_run_id"] if sweep else None,
-            supersedes=[(r.info.run_id, r.info.status) for r in earlier],
-            flush_every_s=cfg.tracking.flush_every_s, last_step=cfg.trainer.epochs,
-            artifacts=start_artifacts(one)))
+        loggers.append(start_logged_run(
+            writer, experiment_id, one, run_name=_run_name(one), tags=tags,
+            parent_run_id=sweep["parent_run_id"] if sweep else None,
+            supersedes=[(r.info.run_id, r.info.status) for r in earlier]))
 
     every = cfg.tracking.log_every
     on_epoch = [epoch_logger(lg, every) for lg in loggers]

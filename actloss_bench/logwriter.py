@@ -187,8 +187,9 @@ def close_all() -> List[str]:
 # goes up at the start and MLflow's URL print (a GET of the whole run) is off, which took the
 # measured end-of-run wait from 0.105 s to ~0.07 s (benchmarks/README.md). A SQLite store's
 # cost is per value (ORM inserts) and is paid by this process on its own core, so SQLite
-# flushes stay back to back (duty 1.0, no cap), which kept its logging share at 0-2% in
-# `make bench`.
+# flushes stay back to back (duty 1.0, no cap): spacing them out (duty 0.3, or 0.15 with a
+# 0.5 s cap) made no difference above the noise in paired rounds of `make bench`, where the
+# SQLite share reads ~5% for one run and 4-6% for five.
 HTTP_FLUSH_DUTY = 0.2
 HTTP_FLUSH_MAX_WAIT_S = 0.1
 

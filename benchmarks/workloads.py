@@ -110,7 +110,7 @@ def bench(cfg, data, uri=None, plots=False, runs=1):
     waiting at the end until everything is written (a sweep's basic launcher waits once, at
     the end of the sweep: that is ``runs`` > 1)."""
     from actloss_bench import tracking
-    from actloss_bench.app import epoch_logger, log_last_epoch, run_artifacts, start_artifacts
+    from actloss_bench.app import epoch_logger, log_last_epoch, run_artifacts, start_logged_run
     from actloss_bench.logwriter import writer_for
     from actloss_bench.training import train
 
@@ -121,10 +121,7 @@ def bench(cfg, data, uri=None, plots=False, runs=1):
     experiment_id = tracking.ensure_experiment(uri, "bench")
     writer = writer_for(uri)
     for _ in range(runs):
-        run = writer.start_run(experiment_id, run_name="bench",
-                               params=tracking.flatten_params(cfg), tags={},
-                               flush_every_s=cfg.tracking.flush_every_s,
-                               last_step=cfg.trainer.epochs, artifacts=start_artifacts(cfg))
+        run = start_logged_run(writer, experiment_id, cfg, run_name="bench", tags={})
         every = cfg.tracking.log_every
         result = train(cfg, on_epoch=epoch_logger(run, every), data=data)
         log_last_epoch(run, result.history, every)
