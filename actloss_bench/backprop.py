@@ -4,8 +4,9 @@ On a tiny CPU model autograd's engine, not arithmetic, is most of a step: each g
 microseconds of bookkeeping. The MLP is a chain of affine maps and one elementwise activation,
 so its gradients are, per layer, two matrix products, a column sum, and the activation's
 derivative, computed here with the same derivative kernels autograd calls
-(``activations.DERIVATIVES``): the same numbers, about 20% less time per step. Only the head
-and the loss, where the variety is, go through autograd (``output_grad``). An activation with
+(``activations.DERIVATIVES``): the same numbers, about 20% less time per step. The head and the
+loss, where the variety is, go through autograd (``output_grad``), except the common pairs that
+``losses.closed_form_gradient`` differentiates by hand (same numbers again). An activation with
 no registered derivative trains through autograd end to end, with the same interface.
 
 ``batched=True`` handles K independent models stacked on a leading dimension (weights

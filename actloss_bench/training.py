@@ -3,7 +3,8 @@
 A tiny MLP's step is dominated by Python overhead, so the loop avoids a DataLoader and any
 per-step ``.item()``: step losses and gradient norms stay on the device and are read once per
 epoch, when the validation metrics are computed and handed to ``on_epoch`` (the logger).
-Gradients come from a hand-written backward through the weight layers (``backprop.py``) and go
+Gradients come from a hand-written backward through the weight layers (``backprop.py``), started
+from a closed-form output gradient where the head and loss have one (``losses.py``), and go
 straight to a fused optimiser kernel (``optim.py``): no ``.grad``, no ``zero_grad``.
 A non-finite loss is a result, not a crash: the run stops at the end of that epoch and reports
 ``status='diverged'`` with the first bad step.
@@ -23,7 +24,7 @@ from actloss_bench import diagnostics, metrics
 from actloss_bench.backprop import Backprop, output_grad
 from actloss_bench.compat import INVALID, Combo, classify, output_dim
 from actloss_bench.diagnoses import diagnose
-from actloss_bench.losses import Loss, encode_targets, make_loss
+from actloss_bench.losses import Loss, closed_form_gradient, encode_targets, make_loss
 from actloss_bench.model import MLP, build_model
 from actloss_bench.optim import build_optimizer, clip_grad_norm_
 from actloss_bench.tasks import REGRESSION, Dataset, make_dataset
@@ -180,6 +181,15 @@ def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = 
     readout = Readout.of(cfg, data.kind)
     activation = cfg.activation.name
     grad_clip = cfg.trainer.grad_clip  # read once: OmegaConf lookups cost ~40 us each
+    gradient_of = closed_form_gradient(cfg.loss, cfg.head.name)
+
+    def loss_and_grad(out, target, labels):
+        """The batch's loss and its gradient with respect to the weight layers' output."""
+        if gradient_of is None:
+            return output_grad(out, lambda o: loss_fn(head(o), target, labels))
+        # A closed form exists only for a linear head and no class weights: head and labels
+        # would change nothing here.
+        return loss_fn(out, target), gradient_of(out, target, len(out))
 
     result = TrainResult(status=OK, combo=combo)
     last_val: Dict[str, float] = {}
@@ -193,8 +203,7 @@ def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = 
                       train_split.y[perm].split(batch_size) if weighted else repeat(None))
         with torch.no_grad():
             for x, target, labels in batches:
-                loss, grad_out = output_grad(backprop.forward(x),
-                                             lambda out: loss_fn(head(out), target, labels))
+                loss, grad_out = loss_and_grad(backprop.forward(x), target, labels)
                 grads = backprop.backward(grad_out)
                 torch._foreach_add_(grad_norm_sum, torch._foreach_norm(grads[0::2]))
                 if grad_clip is not None:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from actloss_bench import diagnostics
 from actloss_bench.activations import IN_PLACE
 from actloss_bench.compat import INVALID, classify, output_dim
-from actloss_bench.losses import encode_targets, make_loss
+from actloss_bench.losses import closed_form_gradient, encode_targets, make_loss
 from actloss_bench.backprop import Backprop, batched_affine, output_grad
 from actloss_bench.model import build_model
 from actloss_bench.optim import build_optimizer
@@ -74,6 +74,18 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
     loss_fns = [make_loss(cfg.loss, kind=kind, out_dim=out_dim, n_classes=k, y_train=d.y_train)
                 for d in data]
     per_sample = loss_fns[0].per_sample
+    gradient_of = closed_form_gradient(cfg.loss, cfg.head.name)
+
+    def loss_and_grad(out, target):
+        """Each seed's batch loss (S,) and the gradient of their sum with respect to ``out``:
+        the seeds are independent, so each gets the gradient of its own loss."""
+        def seed_losses(o):
+            return per_sample(head(o).flatten(0, 1), target).view(S, -1).mean(1)
+
+        if gradient_of is None:
+            return output_grad(out, seed_losses)
+        rows = out.shape[1]
+        return seed_losses(out), gradient_of(out.flatten(0, 1), target, rows).view(out.shape)
 
     def encode(y):
         return encode_targets(y, kind=kind, loss=cfg.loss.name, out_dim=out_dim, n_classes=k,
@@ -125,10 +137,7 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
         with torch.no_grad():
             for x, target in batches:
                 target = target.flatten(0, 1)
-                # Seeds are independent: the gradient of the sum gives each seed its own.
-                seed_losses, grad_out = output_grad(
-                    backprop.forward(x),
-                    lambda out: per_sample(head(out).flatten(0, 1), target).view(S, -1).mean(1))
+                seed_losses, grad_out = loss_and_grad(backprop.forward(x), target)
                 grads = backprop.backward(grad_out)
                 grad_norm_sum += torch.stack([torch.linalg.vector_norm(g, dim=(1, 2))
                                               for g in grads[0::2]])

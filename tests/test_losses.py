@@ -87,3 +87,56 @@ def test_balanced_bce_with_logits_uses_pos_weight():
                      n_classes=2, y_train=y)
     ref = F.binary_cross_entropy_with_logits(z, y[:, None].float(), pos_weight=torch.tensor([4.0]))
     torch.testing.assert_close(loss(z, y[:, None].float(), y), ref)
+
+
+# --- closed-form output gradients: equal to autograd's bit for bit -----------------------------
+
+def _targets(name, rows, k, gen):
+    if name == "ce":
+        return torch.randint(0, k, (rows,), generator=gen)
+    if name == "mse":
+        return torch.randn(rows, k, generator=gen)
+    return torch.randint(0, 2, (rows, k), generator=gen).float()
+
+
+@pytest.mark.parametrize("name,k", [("bce_with_logits", 1), ("bce_with_logits", 3), ("mse", 1),
+                                    ("mse", 5), ("ce", 2), ("ce", 5)])
+@pytest.mark.parametrize("seeds", [None, 4])
+def test_closed_form_gradient_equals_autograd_bit_for_bit(name, k, seeds):
+    from actloss_bench.backprop import output_grad
+    from actloss_bench.losses import closed_form_gradient
+
+    per_sample = per_sample_loss(cfg(name), None)
+    gradient_of = closed_form_gradient(cfg(name), "linear")
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(40):
+        rows = [128, 96, 80, 33][trial % 4]  # full batches and the odd last one
+        scale = 1 + 3 * (trial % 5)  # logits up to saturation
+        if seeds is None:
+            out = torch.randn(rows, k, generator=gen) * scale
+            target = _targets(name, rows, k, gen)
+            _, expected = output_grad(out, lambda o: per_sample(o, target).mean())
+        else:
+            out = torch.randn(seeds, rows, k, generator=gen) * scale
+            target = _targets(name, seeds * rows, k, gen)
+            _, expected = output_grad(
+                out, lambda o: per_sample(o.flatten(0, 1), target).view(seeds, -1).mean(1))
+        got = gradient_of(out.flatten(0, 1) if seeds else out, target, rows).view(out.shape)
+        assert torch.equal(got, expected), (name, k, seeds, trial)
+
+
+@pytest.mark.parametrize("name,head,options", [
+    ("bce_with_logits", "sigmoid", {}),  # a head in between: autograd
+    ("bce_with_logits", "linear", {"class_weight": "balanced"}),
+    ("bce_with_logits", "linear", {"pos_weight": 3.0}),
+    ("ce", "linear", {"label_smoothing": 0.1}),
+    ("ce", "softmax", {}),
+    ("huber", "linear", {}),  # no closed form written
+    ("focal", "linear", {}),
+])
+def test_closed_form_gradient_is_not_used_where_it_would_differ(name, head, options):
+    from actloss_bench.losses import closed_form_gradient
+
+    assert closed_form_gradient(cfg(name, **options), head) is None
+    if name in ("bce_with_logits", "ce"):  # the head or the option is what turned it off
+        assert closed_form_gradient(cfg(name), "linear") is not None

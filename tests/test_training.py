@@ -53,3 +53,24 @@ def test_divergence_step_is_the_first_non_finite_step(make_cfg):
 def test_invalid_combination_is_refused_before_training(make_cfg):
     with pytest.raises(InvalidCombination, match="BCELoss needs probabilities"):
         train(make_cfg("loss=bce", "head=linear"))
+
+
+@pytest.mark.parametrize("overrides", [
+    [],  # binary, bce_with_logits
+    ["task=multiclass", "loss=ce"],
+    ["task=multiclass", "loss=mse"],
+    ["task=regression", "loss=mse", "trainer.grad_clip=0.5"],
+])
+def test_closed_form_output_gradient_trains_exactly_as_autograd(make_cfg, monkeypatch, overrides):
+    from actloss_bench import losses
+    from actloss_bench.vectorized import train_seeds
+
+    cfg = make_cfg(*overrides)
+    assert losses.closed_form_gradient(cfg.loss, cfg.head.name) is not None
+    fast, fast_seeds = train(cfg), train_seeds(cfg, [0, 1])
+    monkeypatch.setattr(losses, "CLOSED_FORM_GRADIENTS", {})
+    assert losses.closed_form_gradient(cfg.loss, cfg.head.name) is None
+    slow, slow_seeds = train(cfg), train_seeds(cfg, [0, 1])
+    for a, b in [(fast, slow), *zip(fast_seeds, slow_seeds)]:
+        assert a.history == b.history  # every logged number, bit for bit
+        assert a.test == b.test
