@@ -10,6 +10,13 @@ features, not by tracking) is off unless ``--jobs`` is given: measured here, tho
 took 14 s of CPU in the first 8 s after the server answered, 1-2% of a core when idle after
 that, and 2.4 GB of memory in all (the server without them: 2 processes, 0.5 GB), which on a
 2-core machine came straight out of the training jobs logging to it.
+
+The server runs MLflow's Flask app under gunicorn, not its default uvicorn: with more than one
+worker, uvicorn's listening socket leaves Nagle's algorithm on (Kludex/uvicorn#3149, open), so
+every keep-alive response waits for the client's delayed ACK. Measured here with 2 workers: a
+health check took 44 ms under uvicorn and 1.5 ms with one uvicorn worker; a 26-value
+``log_batch`` (one epoch) 56 ms under uvicorn, 10-13 ms under gunicorn (server CPU ~7-11 ms
+either way). Logging a run waits for some of its requests, so that was ~0.13 s per run.
 """
 
 from __future__ import annotations
@@ -28,12 +35,20 @@ def server_command(*, host: str, port: int, backend_uri: str, artifacts: Path,
     mlflow = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
     return [mlflow, "server", "--host", host, "--port", str(port),
             "--backend-store-uri", backend_uri, "--artifacts-destination", str(artifacts),
-            "--workers", str(workers)]
+            "--workers", str(workers), "--gunicorn-opts", GUNICORN_OPTS]
+
+
+# gunicorn's sync workers: a request that takes longer than --timeout kills its worker (an
+# artifact upload on a slow link can take a while). No control socket: it is one fixed path in
+# the home folder, which a second server on the same machine would fight over.
+GUNICORN_OPTS = "--timeout 300 --no-control-socket"
 
 
 def server_env(*, jobs: bool = False) -> dict:
     """The environment for ``server_command``: MLflow's job execution off unless ``jobs``."""
-    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if jobs else "false"}
+    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if jobs else "false",
+            # MLflow's advice to prefer uvicorn does not hold with several workers (above).
+            "PYTHONWARNINGS": "ignore:We recommend using uvicorn:FutureWarning"}
 
 
 def prepare_sqlite(path: Path) -> str:
@@ -54,6 +69,8 @@ def main(argv=None) -> None:
     parser.add_argument("--backend-uri", help="SQLAlchemy URI (default: results/server/mlflow.db;"
                         " with --db postgres: $ACTLOSS_PG_URI)")
     parser.add_argument("--root", type=Path, default=RESULTS_DIR / "server")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="server processes (gunicorn workers), default 2")
     parser.add_argument("--jobs", action="store_true",
                         help="keep MLflow's job execution (huey workers; not used by tracking)")
     args = parser.parse_args(argv)
@@ -68,7 +85,10 @@ def main(argv=None) -> None:
         backend = prepare_sqlite(args.root / "mlflow.db")
     artifacts = args.root / "mlartifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
-    cmd = server_command(host=args.host, port=args.port, backend_uri=backend, artifacts=artifacts)
+    if args.workers < 1:
+        sys.exit(f"actloss-server: error: --workers must be at least 1 (got {args.workers})")
+    cmd = server_command(host=args.host, port=args.port, backend_uri=backend, artifacts=artifacts,
+                         workers=args.workers)
     print("starting:", " ".join(cmd), flush=True)
     os.execve(cmd[0], cmd, server_env(jobs=args.jobs))
 
