@@ -93,15 +93,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(root: Path):
+def start_server(root: Path, mlflow_default: bool = False):
+    """A local tracking server as ``make server`` runs it, or (``mlflow_default``) as a plain
+    ``mlflow server`` does (uvicorn, 4 workers), on a fresh SQLite file."""
     sys.path.insert(0, str(ROOT))
     from actloss_bench.server import prepare_sqlite, server_command, server_env
 
     backend = prepare_sqlite(root / "mlflow.db")
     port = free_port()
-    proc = subprocess.Popen(server_command(host="127.0.0.1", port=port, backend_uri=backend,
-                                           artifacts=root / "mlartifacts", workers=1),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    cmd = server_command(host="127.0.0.1", port=port, backend_uri=backend,
+                         artifacts=root / "mlartifacts")
+    if mlflow_default:
+        cmd = cmd[:cmd.index("--workers")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, env=server_env())
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
@@ -111,6 +115,23 @@ def start_server(root: Path):
         except OSError:
             time.sleep(0.25)
     raise RuntimeError("mlflow server did not start")
+
+
+def request_seconds(url: str, requests: int = 30) -> float:
+    """Median time of one epoch's ``log_batch`` (26 values) against a server, one after
+    another on one client, as the log writer sends them."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    run_id = client.create_run(client.create_experiment("latency")).info.run_id
+    times = []
+    for step in range(requests):
+        metrics = [Metric(f"m{k}", float(k), 0, step) for k in range(26)]
+        started = time.perf_counter()
+        client.log_batch(run_id, metrics=metrics)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 SWEEP = ["activation=relu,tanh,gelu,silu", "seed=0,1,2,3,4,5", "task.n_samples=2000",
@@ -233,8 +254,16 @@ def main() -> None:
             "http_5_every10": pair("bench_train_x5", "bench_logged_x5", url, runs=5,
                                    extra="tracking.log_every=10"),
         })
+        latency = {"make server": request_seconds(url)}
     finally:
         os.killpg(server.pid, signal.SIGKILL)
+    server, url = start_server(tmp / "mlflow_default", mlflow_default=True)
+    try:
+        latency["mlflow server"] = request_seconds(url)
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+    print(f"  one epoch's log_batch: make server {1000 * latency['make server']:.1f} ms, "
+          f"plain mlflow server {1000 * latency['mlflow server']:.1f} ms", flush=True)
     http = {f"{v} (30 epochs)": r for v, r in http.items()}
     for v, r in http.items():
         print(f"  {v:<22} median {r['seconds']:.3f}s  runs {r['all']}")
@@ -271,6 +300,10 @@ def main() -> None:
         ("HTTP logging share, 5 runs back to back (a sweep)", pairs["http_5"]["share"], "< 5%"),
         ("HTTP logging share, 5 runs back to back, tracking.log_every=10",
          pairs["http_5_every10"]["share"], "-"),
+        ("one epoch's log_batch (26 values), make server (ms)",
+         f"{1000 * latency['make server']:.1f}", "-"),
+        ("one epoch's log_batch, plain `mlflow server`: uvicorn, 4 workers (ms)",
+         f"{1000 * latency['mlflow server']:.1f}", "-"),
         ("per-run diagnostics figure share", share(ab["bench_logged"], ab["bench_plots"]), "-"),
         ("2 threads / 1 thread (time)", paired(ab["bench_train_2threads"], ab["bench_train"]),
          "-"),
@@ -341,7 +374,9 @@ def write_readme(rows, ab, http, pairs, notes, reps) -> None:
              "variants are timed until everything is written (the log writer drained); `_x5` "
              "variants run 5 trainings back to back in one process and wait once, as a sweep's "
              "basic launcher does. The naive-vs-bench HTTP ratio uses 30 epochs (570 steps; the "
-             "naive loop's per-step requests are slow), the other HTTP rows 100.", "",
+             "naive loop's per-step requests are slow), the other HTTP rows 100. The HTTP rows "
+             "log to a local server started as `make server` starts it (MLflow under gunicorn, 2 "
+             "workers, SQLite backend), on the same 2 cores as the job.", "",
              "| measure | value | target |", "|---|---|---|"]
     for name, value, target in rows:
         if isinstance(value, float):
