@@ -94,8 +94,9 @@ def free_port() -> int:
 
 
 def start_server(root: Path, mlflow_default: bool = False):
-    """A local tracking server as ``make server`` runs it, or (``mlflow_default``) as a plain
-    ``mlflow server`` does (uvicorn, 4 workers), on a fresh SQLite file."""
+    """A local tracking server as ``make server`` runs it, or (``mlflow_default``) with a plain
+    ``mlflow server``'s web server (uvicorn, 4 workers), on a fresh SQLite file; MLflow's job
+    execution is off in both."""
     sys.path.insert(0, str(ROOT))
     from actloss_bench.server import prepare_sqlite, server_command, server_env
 
