@@ -24,8 +24,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
+from typing import Tuple
 
 from actloss_bench.paths import RESULTS_DIR
 
@@ -59,6 +65,39 @@ def prepare_sqlite(path: Path) -> str:
     uri = f"sqlite:///{path.resolve()}"
     MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     return uri
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_local(root: Path, port: int, *, workers: int = 2, plain_mlflow: bool = False,
+                timeout_s: float = 60.0) -> Tuple[subprocess.Popen, str]:
+    """A server on 127.0.0.1:``port`` as ``make server`` runs it (SQLite and artifacts under
+    ``root``), in its own session (stop it with ``os.killpg(proc.pid, SIGKILL)``); returns
+    ``(process, url)`` once it answers ``/health``. ``plain_mlflow``: MLflow's own web server
+    settings instead (uvicorn, 4 workers), for comparison. For tests and benchmarks."""
+    backend = prepare_sqlite(root / "mlflow.db")
+    (root / "mlartifacts").mkdir(parents=True, exist_ok=True)
+    cmd = server_command(host="127.0.0.1", port=port, backend_uri=backend,
+                         artifacts=root / "mlartifacts", workers=workers)
+    if plain_mlflow:
+        cmd = cmd[:cmd.index("--workers")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=server_env())
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.25)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise RuntimeError(f"tracking server did not answer {url}/health within {timeout_s:.0f} s")
 
 
 def main(argv=None) -> None:

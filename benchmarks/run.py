@@ -22,13 +22,11 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -87,35 +85,11 @@ def share(train: dict, logged: dict) -> float:
     return 1 - paired(train, logged)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(root: Path, mlflow_default: bool = False):
-    """A local tracking server as ``make server`` runs it, or (``mlflow_default``) with a plain
-    ``mlflow server``'s web server (uvicorn, 4 workers), on a fresh SQLite file; MLflow's job
-    execution is off in both."""
+def start_server(root: Path, plain_mlflow: bool = False):
     sys.path.insert(0, str(ROOT))
-    from actloss_bench.server import prepare_sqlite, server_command, server_env
+    from actloss_bench.server import free_port, start_local
 
-    backend = prepare_sqlite(root / "mlflow.db")
-    port = free_port()
-    cmd = server_command(host="127.0.0.1", port=port, backend_uri=backend,
-                         artifacts=root / "mlartifacts")
-    if mlflow_default:
-        cmd = cmd[:cmd.index("--workers")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, env=server_env())
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1):
-                return proc, url
-        except OSError:
-            time.sleep(0.25)
-    raise RuntimeError("mlflow server did not start")
+    return start_local(root, free_port(), plain_mlflow=plain_mlflow)
 
 
 def request_seconds(url: str, requests: int = 30) -> float:
@@ -258,7 +232,7 @@ def main() -> None:
         latency = {"make server": request_seconds(url)}
     finally:
         os.killpg(server.pid, signal.SIGKILL)
-    server, url = start_server(tmp / "mlflow_default", mlflow_default=True)
+    server, url = start_server(tmp / "mlflow_default", plain_mlflow=True)
     try:
         latency["mlflow server"] = request_seconds(url)
     finally:

@@ -4,7 +4,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -15,7 +14,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from actloss_bench.server import prepare_sqlite, server_command, server_env
+from actloss_bench.server import free_port, start_local
 from conftest import BIN, ROOT, run_cli
 
 pytestmark = pytest.mark.slow
@@ -116,31 +115,6 @@ def test_unwritable_results_folder_and_corrupt_database(tmp_path):
                                    "(corrupt or wrong file)")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(root: Path, port: int, workers: int = 1):
-    backend = prepare_sqlite(root / "mlflow.db")
-    (root / "mlartifacts").mkdir(parents=True, exist_ok=True)
-    cmd = server_command(host="127.0.0.1", port=port, backend_uri=backend,
-                         artifacts=root / "mlartifacts", workers=workers)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, env=server_env())
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.25)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise RuntimeError("tracking server did not start")
-
-
 def _rest(url, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url + path, data=data,
@@ -152,7 +126,7 @@ def _rest(url, path, body=None):
 
 @pytest.fixture
 def server(tmp_path):
-    proc, url = _start_server(tmp_path / "server", _free_port())
+    proc, url = start_local(tmp_path / "server", free_port(), workers=1)
     yield url
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -177,7 +151,7 @@ def test_server_runs_without_mlflow_job_workers_and_answers_without_delayed_ack(
     took 14 s of CPU at start-up here, competing with the jobs logging to the server. Served
     as `make server` serves it (2 workers), a request is not held back by Nagle's algorithm
     waiting for a delayed ACK (~44 ms per request under uvicorn with 2 workers, ~1.5 ms here)."""
-    proc, url = _start_server(tmp_path / "server", _free_port(), workers=2)
+    proc, url = start_local(tmp_path / "server", free_port())
     try:
         commands = _session_commands(proc.pid)
         assert sum("gunicorn" in c for c in commands) >= 3, commands  # arbiter + 2 workers
@@ -222,9 +196,9 @@ def test_sweep_against_a_real_tracking_server_read_back_over_rest(tmp_path, serv
 
 
 def test_server_gone_mid_sweep_keeps_finished_jobs(tmp_path, small):
-    port = _free_port()
+    port = free_port()
     root = tmp_path / "server"
-    proc, url = _start_server(root, port)
+    proc, url = start_local(root, port, workers=1)
     env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
            "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
     sweep = subprocess.Popen([str(BIN / "actloss-bench"), "-m", "seed=0,1,2,3,4,5",
@@ -246,7 +220,7 @@ def test_server_gone_mid_sweep_keeps_finished_jobs(tmp_path, small):
     kept = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
             if r.data.tags.get("status") == "ok"]
     assert len(kept) >= 2 and {r.info.run_id for r in finished} <= {r.info.run_id for r in kept}
-    proc, url2 = _start_server(root, port)  # back up: a re-run completes the sweep
+    proc, url2 = start_local(root, port, workers=1)  # back up: a re-run completes the sweep
     try:
         rerun = run_cli("actloss-bench", "-m", "seed=0,1,2,3,4,5", "task.n_samples=1500",
                         "trainer.epochs=25", f"tracking.uri={url2}",
