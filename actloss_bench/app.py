@@ -137,6 +137,10 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     uri = tracking.resolve_uri(cfg.tracking.uri)
     if sweep is None:
         tracking.check_store(uri)
+    # Started before this process's own MLflow calls, so that the writer's start-up overlaps
+    # them (a basic launcher's sweep has started it already).
+    writer = writer_for(uri, warm_plots=cfg.tracking.log_plots)
+    if sweep is None:
         experiment_id = tracking.ensure_experiment(uri, cfg.tracking.experiment,
                                                    cfg.tracking.artifact_root)
     else:
@@ -145,7 +149,6 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     pending = _pending_jobs(cfg, uri, experiment_id)
     if not pending:
         return None
-    writer = writer_for(uri)
     # A job may leave its runs to the writer and return only when the sweep's launching
     # process (which drains every writer at the end) is this process: the basic launcher.
     # A single run, or a job in a worker process (joblib, submitit, ...), waits for its writes.

@@ -44,6 +44,11 @@ class MlflowSweepCallback(Callback):
         except tracking.TrackingError as e:  # one line, before any job starts
             print(f"actloss-bench: error: {e}", file=sys.stderr)
             sys.exit(2)
+        if config.hydra.launcher._target_.endswith(".BasicLauncher"):
+            # The jobs run in this process and share one log writer: started now, its start-up
+            # (MLflow's import, ~2 s) overlaps this process's own, instead of being waited for
+            # at the end of a short sweep.
+            logwriter.writer_for(uri, warm_plots=config.tracking.log_plots)
         experiment_id = tracking.ensure_experiment(uri, config.tracking.experiment,
                                                    config.tracking.artifact_root)
         sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
