@@ -198,3 +198,22 @@ def test_a_basic_launcher_sweep_starts_its_writer_before_the_experiment(tmp_path
     with pytest.raises(StopHere):
         MlflowSweepCallback().on_multirun_start(cfg)
     assert order == [("experiment",)]  # jobs in worker processes start their own
+
+
+def test_a_writer_never_given_work_is_not_waited_for(store, monkeypatch):
+    """Started early by a sweep whose jobs were all done before: exiting does not wait for
+    its warm-up imports (measured: a resumed one-experiment sweep took 8.4 s instead of 6.4 s
+    when it did). A writer that was given a run is drained and exits on its own."""
+    from actloss_bench import logwriter
+
+    experiment_id = tracking.ensure_experiment(store, "w")
+    used = LogWriter(store)
+    used.start_run(experiment_id, run_name="r", params={}, tags={}).finish(status="ok")
+    unused = LogWriter(store, warm_plots=True)
+    assert unused.drain() == [] and not unused.given_work  # a sync is not work
+    monkeypatch.setattr(logwriter, "_writers", {"used": used, "unused": unused})
+    assert logwriter.close_all() == []
+    assert used._proc.returncode == 0  # read to the end of its input, wrote, exited
+    assert unused._proc.returncode == -signal.SIGKILL  # stopped, not waited for
+    runs = MlflowClient(store).search_runs([experiment_id])
+    assert [r.data.tags["status"] for r in runs] == ["ok"]
