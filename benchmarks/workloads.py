@@ -2,8 +2,9 @@
 
     python benchmarks/workloads.py VARIANT [URI|-] [EPOCHS|-] [OVERRIDE ...]
 
-Prints one JSON line: seconds of training (after imports and data generation), peak RSS, and
-RSS before training. Every variant trains the same MLP (actloss_bench.model.MLP, same seed) on
+Prints one JSON line: seconds of training (after imports and data generation), of it the wait
+for the writes after training, the optimiser steps of one training, peak RSS, and RSS before
+training. Every variant trains the same MLP (actloss_bench.model.MLP, same seed) on
 the same data for the same number of optimiser steps; only the loop and the logging differ.
 
 Variants:
@@ -32,6 +33,7 @@ import resource
 import sys
 import tempfile
 import time
+from typing import Tuple
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -57,8 +59,8 @@ def config(extra=()):
         return compose("config", overrides=REPRESENTATIVE + list(extra))
 
 
-def naive(cfg, data, uri=None):
-    """The loop most tutorials teach."""
+def naive(cfg, data, uri=None) -> int:
+    """The loop most tutorials teach; returns the optimiser steps it took."""
     from torch.utils.data import DataLoader, TensorDataset
 
     from actloss_bench.model import build_model
@@ -103,12 +105,14 @@ def naive(cfg, data, uri=None):
             mlflow.log_metric("val_accuracy", correct / total, step=epoch)
     if uri:
         mlflow.end_run()
+    return step
 
 
-def bench(cfg, data, uri=None, plots=False, runs=1):
+def bench(cfg, data, uri=None, plots=False, runs=1) -> Tuple[float, int]:
     """``runs`` trainings logged as actloss-bench logs them: through the log writer process,
     waiting at the end until everything is written (a sweep's basic launcher waits once, at
-    the end of the sweep: that is ``runs`` > 1)."""
+    the end of the sweep: that is ``runs`` > 1). Returns the seconds spent waiting for the
+    writes after the last training, and the optimiser steps of one training."""
     from actloss_bench import tracking
     from actloss_bench.app import epoch_logger, log_last_epoch, run_artifacts, start_logged_run
     from actloss_bench.logwriter import writer_for
@@ -116,8 +120,8 @@ def bench(cfg, data, uri=None, plots=False, runs=1):
 
     if uri is None:
         for _ in range(runs):
-            train(cfg, data=data)
-        return
+            result = train(cfg, data=data)
+        return 0.0, result.steps
     experiment_id = tracking.ensure_experiment(uri, "bench")
     writer = writer_for(uri)
     for _ in range(runs):
@@ -130,17 +134,17 @@ def bench(cfg, data, uri=None, plots=False, runs=1):
     waited = time.perf_counter()
     errors = writer.drain()
     assert not errors, errors
-    return time.perf_counter() - waited
+    return time.perf_counter() - waited, result.steps
 
 
-def run_variant(variant: str, cfg, data, uri) -> float:
-    """Runs the variant; the seconds spent waiting for the writes after the last training."""
+def run_variant(variant: str, cfg, data, uri) -> Tuple[float, int]:
+    """Runs the variant; the seconds spent waiting for the writes after the last training,
+    and the optimiser steps of one training (the same for every variant: tested)."""
     if variant.startswith("naive"):
-        naive(cfg, data, uri if "logged" in variant else None)
-        return 0.0
+        return 0.0, naive(cfg, data, uri if "logged" in variant else None)
     runs = int(variant.rsplit("_x", 1)[1]) if "_x" in variant else 1
     return bench(cfg, data, uri if ("logged" in variant or "plots" in variant) else None,
-                 plots="plots" in variant, runs=runs) or 0.0
+                 plots="plots" in variant, runs=runs)
 
 
 def pairs(a: str, b: str, rounds: int, cfg, data, uri) -> list:
@@ -150,7 +154,7 @@ def pairs(a: str, b: str, rounds: int, cfg, data, uri) -> list:
         seconds, waits = {}, {}
         for variant in ((a, b) if i % 2 == 0 else (b, a)):
             started = time.perf_counter()
-            waits[variant] = run_variant(variant, cfg, data, uri)
+            waits[variant], _ = run_variant(variant, cfg, data, uri)
             seconds[variant] = time.perf_counter() - started
         out.append({"a_s": seconds[a], "b_s": seconds[b], "b_end_wait_s": waits[b]})
     return out
@@ -183,10 +187,10 @@ def main() -> None:
     run_variant(variant, warm, data, uri)
     before = rss_mb()
     started = time.perf_counter()
-    end_wait = run_variant(variant, cfg, data, uri)
+    end_wait, steps = run_variant(variant, cfg, data, uri)
     seconds = time.perf_counter() - started
     print(json.dumps({"variant": variant, "seconds": seconds, "end_wait_s": end_wait,
-                      "peak_rss_mb": rss_mb(), "rss_before_mb": before}))
+                      "steps": steps, "peak_rss_mb": rss_mb(), "rss_before_mb": before}))
 
 
 if __name__ == "__main__":
