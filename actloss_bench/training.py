@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from actloss_bench import diagnostics, metrics
+from actloss_bench.allocator import keep_freed_memory
 from actloss_bench.backprop import Backprop, output_grad
 from actloss_bench.compat import INVALID, Combo, classify, output_dim
 from actloss_bench.diagnoses import diagnose
@@ -147,6 +148,7 @@ def train(cfg, *, on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = 
 
     Raises InvalidCombination before any work when the task x head x loss cell cannot run.
     """
+    keep_freed_memory()
     if cfg.trainer.threads is not None:
         torch.set_num_threads(cfg.trainer.threads)
     data = data if data is not None else make_dataset(cfg.task, cfg.seed)

@@ -17,10 +17,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from actloss_bench import diagnostics
-from actloss_bench.activations import IN_PLACE
+from actloss_bench.allocator import keep_freed_memory
+from actloss_bench.activations import IN_PLACE, derivative
 from actloss_bench.compat import INVALID, classify, output_dim
 from actloss_bench.losses import closed_form_gradient, encode_targets, make_loss
-from actloss_bench.backprop import Backprop, batched_affine, output_grad
+from actloss_bench.backprop import Backprop, FlatParams, batched_affine, output_grad
 from actloss_bench.model import build_model
 from actloss_bench.optim import build_optimizer
 from actloss_bench.schema import ConfigError
@@ -46,6 +47,7 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
     if cfg.loss.class_weight != "none":
         raise ConfigError("trainer.vectorize_seeds needs loss.class_weight=none (class weights "
                           "differ per seed's data); run those seeds sequentially")
+    keep_freed_memory()
     if cfg.trainer.threads is not None:
         torch.set_num_threads(cfg.trainer.threads)
     device = pick_device(cfg.trainer.device)
@@ -63,29 +65,40 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
         # config copy (OmegaConf.create costs ~8 ms).
         models.append(build_model(cfg, in_dim=d.n_features, out_dim=out_dim).to(device))
     n_layers = len(models[0].linears)
-    weights = [torch.nn.Parameter(torch.stack([m.linears[i].weight.detach() for m in models]))
-               for i in range(n_layers)]
-    biases = [torch.nn.Parameter(torch.stack([m.linears[i].bias.detach() for m in models]))
-              for i in range(n_layers)]
+    # Weights first, then biases: the hidden layers' equal-shaped weights sit side by side in
+    # the flat buffer, so one norm call covers them all.
+    flat = FlatParams([torch.stack([m.linears[i].weight.detach() for m in models])
+                       for i in range(n_layers)]
+                      + [torch.stack([m.linears[i].bias.detach() for m in models])
+                         for i in range(n_layers)])
+    weights, biases = flat.params[:n_layers], flat.params[n_layers:]
+    weight_grads = flat.grad_groups(0, n_layers)
     act, head = models[0].act, models[0].head
     act_in_place = IN_PLACE.get(type(act), act)  # evaluation keeps outputs, not inputs
-    backprop = Backprop(weights, biases, act, batched=True)
-    optimizer = build_optimizer(cfg.optimizer, backprop.params)
+    if derivative(act) is None:  # autograd differentiates: it needs leaves that require grad
+        weights = [torch.nn.Parameter(w) for w in weights]
+        biases = [torch.nn.Parameter(b) for b in biases]
+    backprop = Backprop(weights, biases, act, batched=True,
+                        grads_out=[g for pair in zip(flat.grads[:n_layers], flat.grads[n_layers:])
+                                   for g in pair])
+    optimizer = build_optimizer(cfg.optimizer, [flat.data])
     loss_fns = [make_loss(cfg.loss, kind=kind, out_dim=out_dim, n_classes=k, y_train=d.y_train)
                 for d in data]
     per_sample = loss_fns[0].per_sample
     gradient_of = closed_form_gradient(cfg.loss, cfg.head.name)
 
-    def loss_and_grad(out, target):
-        """Each seed's batch loss (S,) and the gradient of their sum with respect to ``out``:
-        the seeds are independent, so each gets the gradient of its own loss."""
-        def seed_losses(o):
-            return per_sample(head(o).flatten(0, 1), target).view(S, -1).mean(1)
+    def seed_losses(out, target):
+        """Each seed's mean loss (S,) over the rows of ``out`` (S, rows, O)."""
+        return per_sample(head(out).flatten(0, 1), target).view(S, -1).mean(1)
 
-        if gradient_of is None:
-            return output_grad(out, seed_losses)
-        rows = out.shape[1]
-        return seed_losses(out), gradient_of(out.flatten(0, 1), target, rows).view(out.shape)
+    def step_losses_of(outs, targets):
+        """The step losses (S, steps) of an epoch, from its steps' outputs (S, rows, O) and
+        targets (S, rows, ...): with a closed-form gradient the loss is not needed during the
+        step, and one call per epoch costs less than one per step (each row's loss comes from
+        the same function, and each step's mean from the same rows)."""
+        rows = per_sample(head(torch.cat(outs, 1)).flatten(0, 1),
+                          torch.cat(targets, 1).flatten(0, 1)).view(S, -1)
+        return torch.stack([r.mean(1) for r in rows.split(batch_size, dim=1)], 1)
 
     def encode(y):
         return encode_targets(y, kind=kind, loss=cfg.loss.name, out_dim=out_dim, n_classes=k,
@@ -128,24 +141,35 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
 
     for epoch in range(1, cfg.trainer.epochs + 1):
         perms = torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
-        step_losses = []
+        step_losses, step_outs, step_targets = [], [], []
         grad_norm_sum = torch.zeros(n_layers, S, device=device)
         # One gather per epoch; the batches are then views, as in the sequential loop.
         index = (perms + offsets).flatten()
         batches = zip(flat_X.index_select(0, index).view(X.shape).split(batch_size, dim=1),
                       flat_T.index_select(0, index).view(T.shape).split(batch_size, dim=1))
         with torch.no_grad():
-            for x, target in batches:
-                target = target.flatten(0, 1)
-                seed_losses, grad_out = loss_and_grad(backprop.forward(x), target)
+            for x, seed_targets in batches:
+                target = seed_targets.flatten(0, 1)
+                out = backprop.forward(x)
+                if gradient_of is None:
+                    # The seeds are independent: the gradient of the sum of their losses
+                    # gives each seed the gradient of its own loss.
+                    loss, grad_out = output_grad(out, lambda o: seed_losses(o, target))
+                    step_losses.append(loss)
+                else:
+                    grad_out = gradient_of(out.flatten(0, 1), target, out.shape[1])
+                    grad_out = grad_out.view(out.shape)
+                    step_outs.append(out)
+                    step_targets.append(seed_targets)
                 grads = backprop.backward(grad_out)
-                grad_norm_sum += torch.stack([torch.linalg.vector_norm(g, dim=(1, 2))
-                                              for g in grads[0::2]])
+                grad_norm_sum += torch.cat([torch.linalg.vector_norm(g, dim=(-2, -1))
+                                            for g in weight_grads])
                 if grad_clip is not None:
                     _clip_per_seed(grads, grad_clip)
-                optimizer.step(grads)
-                step_losses.append(seed_losses)
-        losses = torch.stack(step_losses, 1)  # (S, steps)
+                optimizer.step([flat.grad])
+            # (S, steps)
+            losses = (torch.stack(step_losses, 1) if gradient_of is None
+                      else step_losses_of(step_outs, step_targets))
         n_steps = losses.shape[1]
         # All seeds at once: one device read per quantity, not one per seed.
         val_rows, hidden_val, _, _ = evaluate(val)
