@@ -106,7 +106,9 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
 
     X = torch.stack([d.X_train for d in data]).to(device)
     T = torch.stack([encode(d.y_train) for d in data])
-    val = [_Split(d.X_val.to(device), d.y_val.to(device), encode(d.y_val)) for d in data]
+    # Stacked once: every epoch evaluates on the same validation rows.
+    val = _stacked([_Split(d.X_val.to(device), d.y_val.to(device), encode(d.y_val))
+                    for d in data])
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
     S, n = len(seeds), X.shape[1]
     # Row s*n + i of the flattened stack is seed s's sample i: each epoch's per-seed shuffles
@@ -128,15 +130,15 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
         out = batched_affine(x, weights[-1].transpose(1, 2), biases[-1])
         return head(out), hidden
 
-    def evaluate(splits: List[_Split]):
-        """Every seed's metrics on its own split, in one batched forward and one metrics call
-        (diverged seeds' rows are computed and dropped by the caller)."""
+    def evaluate(split):
+        """Every seed's metrics on its own split (``_stacked``), in one batched forward and one
+        metrics call (diverged seeds' rows are computed and dropped by the caller)."""
+        splits, X_all, y_all = split
         with torch.inference_mode():
-            out, hidden = forward_with_hidden(torch.stack([p.X for p in splits]))
+            out, hidden = forward_with_hidden(X_all)
             split_losses = torch.stack([loss_fns[s](out[s], p.target, p.y)
                                         for s, p in enumerate(splits)]).tolist()
-        rows, probs = output_metrics(split_losses, out, torch.stack([p.y for p in splits]),
-                                     readout)
+        rows, probs = output_metrics(split_losses, out, y_all, readout)
         return rows, hidden, out, probs
 
     for epoch in range(1, cfg.trainer.epochs + 1):
@@ -197,7 +199,7 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
             break
 
     test = [_Split(d.X_test.to(device), d.y_test.to(device), encode(d.y_test)) for d in data]
-    test_rows, _, test_out, test_probs = evaluate(test)
+    test_rows, _, test_out, test_probs = evaluate(_stacked(test))
     for s, (r, d) in enumerate(zip(results, data)):
         if r.status == OK:
             r.predictions = _predictions(test[s], test_out[s],
@@ -206,6 +208,11 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
         else:
             finish_result(r, cfg, d, None, last_val[s])
     return results
+
+
+def _stacked(splits: List[_Split]):
+    """Each seed's split, and the seeds' inputs and labels stacked (S, N, ...)."""
+    return splits, torch.stack([p.X for p in splits]), torch.stack([p.y for p in splits])
 
 
 def _clip_per_seed(grads: List[torch.Tensor], max_norm: float) -> None:
