@@ -68,3 +68,11 @@ def test_bulk_store_refuses_what_mlflow_refuses(stores, cls):
 def test_clients_of_sql_stores_get_the_bulk_store(tmp_path):
     client = tracking._client(f"sqlite:///{tmp_path}/m.db")
     assert type(client._tracking_client.store) is BulkMetricStore
+
+
+def test_sql_schemes_are_mlflows_database_engines():
+    from mlflow.store.db.db_types import DATABASE_ENGINES
+
+    assert sorted(tracking.SQL_SCHEMES) == sorted(DATABASE_ENGINES)
+    assert tracking.is_sql_uri("sqlite:///x.db") and tracking.is_sql_uri("postgresql+psycopg2://h/d")
+    assert not tracking.is_sql_uri("http://127.0.0.1:5000")
