@@ -91,11 +91,16 @@ class Backprop:
     def __init__(self, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
                  activation: nn.Module, *, batched: bool = False,
                  grads_out: Sequence[torch.Tensor] | None = None):
-        self.params = [p for pair in zip(weights, biases) for p in pair]
         self.grads_out = None if grads_out is None else list(grads_out)
         self.act = activation
         self.batched = batched
         self._derivative = derivative(activation)
+        if self._derivative is None:
+            # Autograd differentiates with respect to leaves that require grad; a plain tensor
+            # (a view of a flat buffer) becomes one that shares its storage.
+            weights = [_leaf(w) for w in weights]
+            biases = [_leaf(b) for b in biases]
+        self.params = [p for pair in zip(weights, biases) for p in pair]
         if self._derivative is None:
             self.weights, self.biases = list(weights), list(biases)
         else:
@@ -108,8 +113,6 @@ class Backprop:
                         else IN_PLACE.get(type(activation), activation.forward))
         # Transposed views, made once: they share storage, so they see every in-place update.
         self._weights_t = [w.transpose(-1, -2) for w in self.weights]
-        # The biases as rows to add to each stacked model's outputs (views, made once).
-        self._bias_rows = [b[:, None, :] for b in self.biases] if batched else self.biases
         self._saved: List[torch.Tensor] = []
         self._out: torch.Tensor | None = None
 
@@ -119,9 +122,10 @@ class Backprop:
         return self._derivative is not None
 
     def _affine(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        w_t, b = self._weights_t[i], self.biases[i]
         if self.batched:
-            return torch.bmm(x, self._weights_t[i]).add_(self._bias_rows[i])
-        return torch.addmm(self.biases[i], x, self._weights_t[i])
+            return batched_affine(x, w_t, b)
+        return torch.addmm(b, x, w_t)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.manual:
@@ -183,6 +187,10 @@ class Backprop:
                 g = local(self.act, g, saved[2 * i - 1])
         self._saved = []
         return grads
+
+
+def _leaf(t: torch.Tensor) -> torch.Tensor:
+    return t if t.requires_grad else nn.Parameter(t)
 
 
 def output_grad(out: torch.Tensor, loss_of: Callable[[torch.Tensor], torch.Tensor]

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from actloss_bench import diagnostics
 from actloss_bench.allocator import keep_freed_memory
-from actloss_bench.activations import IN_PLACE, derivative
+from actloss_bench.activations import IN_PLACE
 from actloss_bench.compat import INVALID, classify, output_dim
 from actloss_bench.losses import closed_form_gradient, encode_targets, make_loss
 from actloss_bench.backprop import Backprop, FlatParams, batched_affine, output_grad
@@ -75,9 +75,6 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int],
     weight_grads = flat.grad_groups(0, n_layers)
     act, head = models[0].act, models[0].head
     act_in_place = IN_PLACE.get(type(act), act)  # evaluation keeps outputs, not inputs
-    if derivative(act) is None:  # autograd differentiates: it needs leaves that require grad
-        weights = [torch.nn.Parameter(w) for w in weights]
-        biases = [torch.nn.Parameter(b) for b in biases]
     backprop = Backprop(weights, biases, act, batched=True,
                         grads_out=[g for pair in zip(flat.grads[:n_layers], flat.grads[n_layers:])
                                    for g in pair])

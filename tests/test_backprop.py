@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from actloss_bench.activations import ACTIVATIONS, DERIVATIVES, derivative, make_activation
+from actloss_bench.activations import ACTIVATIONS, DERIVATIVES, make_activation
 from actloss_bench.backprop import Backprop, FlatParams, output_grad
 
 
@@ -91,11 +91,8 @@ def _flat_backprop(weights, biases, act):
     vectorised-seeds path builds it."""
     n = len(weights)
     flat = FlatParams(list(weights) + list(biases))
-    w, b = flat.params[:n], flat.params[n:]
-    if derivative(act) is None:
-        w, b = [nn.Parameter(t) for t in w], [nn.Parameter(t) for t in b]
     out = [g for pair in zip(flat.grads[:n], flat.grads[n:]) for g in pair]
-    return flat, Backprop(w, b, act, batched=True, grads_out=out)
+    return flat, Backprop(flat.params[:n], flat.params[n:], act, batched=True, grads_out=out)
 
 
 @pytest.mark.parametrize("act", [nn.ReLU(), nn.GELU(), Cube()], ids=["relu", "gelu", "cube"])
