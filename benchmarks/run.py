@@ -35,12 +35,23 @@ PY = sys.executable
 BIN = Path(PY).parent
 
 
-def workload(variant: str, uri: str | None = None, epochs: int | None = None) -> dict:
+def workload(variant: str, uri: str | None = None, epochs: int | None = None,
+             server_pgid: int | None = None) -> dict:
     name, *extra = variant.split("+")  # "bench_logged+tracking.log_every=10"
     cmd = [PY, str(HERE / "workloads.py"), name, uri or "-", str(epochs) if epochs else "-",
            *extra]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    env = dict(os.environ, **({"BENCH_SERVER_PGID": str(server_pgid)} if server_pgid else {}))
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT,
+                         env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def logging_cpu(uri: str | None = None, server_pgid: int | None = None, runs: int = 5) -> dict:
+    """CPU seconds that logging takes beside the job, per run (``runs`` logged runs back to
+    back in one process, as a sweep's basic launcher runs them): the log writer process's, and
+    the tracking server's when its process group is given; and the run's own seconds."""
+    r = workload(f"bench_logged_x{runs}", uri, server_pgid=server_pgid)
+    return {"cpu_s": r["logging_cpu_s"] / runs, "run_s": r["seconds"] / runs}
 
 
 def interleaved(variants: list, reps: int, uri: str | None = None,
@@ -218,7 +229,11 @@ def main() -> None:
         "sqlite_1": pair("bench_train", "bench_logged"),
         "sqlite_5": pair("bench_train_x5", "bench_logged_x5", runs=5),
         "sqlite_5_plots": pair("bench_train_x5", "bench_plots_x5", runs=5),
+        # What a CPU-bound process on the other core costs the training: a scale for the
+        # logging shares (the log writer, and a local server, work on that core).
+        "busy_neighbour": pair("bench_train", "bench_train_beside_busy"),
     }
+    cpu = {"SQLite": logging_cpu()}
     tmp = Path(tempfile.mkdtemp())
     print("logging over HTTP to a local mlflow server ...", flush=True)
     server, url = start_server(tmp / "server")
@@ -233,6 +248,7 @@ def main() -> None:
             "http_5_every10": pair("bench_train_x5", "bench_logged_x5", url, runs=5,
                                    extra="tracking.log_every=10"),
         })
+        cpu["HTTP"] = logging_cpu(url, server.pid)
         latency = {"make server": request_seconds(url)}
     finally:
         os.killpg(server.pid, signal.SIGKILL)
@@ -279,6 +295,12 @@ def main() -> None:
         ("HTTP logging share, 5 runs back to back (a sweep)", pairs["http_5"]["share"], "< 5%"),
         ("HTTP logging share, 5 runs back to back, tracking.log_every=10",
          pairs["http_5_every10"]["share"], "-"),
+        ("training beside a busy process (a pure-Python loop) on the other core: slowdown",
+         pairs["busy_neighbour"]["share"], "-"),
+        ("SQLite: CPU of the log writer per run, beside the job (ms; the run takes)",
+         f"{1000 * cpu['SQLite']['cpu_s']:.0f} ({cpu['SQLite']['run_s']:.2f} s)", "-"),
+        ("HTTP: CPU of the log writer + server per run, beside the job (ms; the run takes)",
+         f"{1000 * cpu['HTTP']['cpu_s']:.0f} ({cpu['HTTP']['run_s']:.2f} s)", "-"),
         ("one epoch's log_batch (26 values), make server (ms)",
          f"{1000 * latency['make server']:.1f}", "-"),
         ("one epoch's log_batch, plain `mlflow server`: uvicorn, 4 workers (ms)",
@@ -322,7 +344,7 @@ def main() -> None:
     print()
     for name, value, target in rows:
         shown = f"{value:.2f}" if isinstance(value, float) else value
-        if isinstance(value, float) and "share" in name:
+        if isinstance(value, float) and ("share" in name or "slowdown" in name):
             shown = f"{100 * value:.1f}%"
         print(f"{name:<55} {shown:>12}   target {target}")
     notes.update({f"seeds16_{k}" + ("" if k.startswith("ratio") else "_s"): v
@@ -361,11 +383,16 @@ def write_readme(rows, ab, http, pairs, notes, reps) -> None:
              "basic launcher does. The naive-vs-bench HTTP ratio uses 30 epochs (570 steps; the "
              "naive loop's per-step requests are slow), the other HTTP rows 100. The HTTP rows "
              "log to a local server started as `make server` starts it (MLflow under gunicorn, 2 "
-             "workers, SQLite backend), on the same 2 cores as the job.", "",
+             "workers, SQLite backend), on the same 2 cores as the job. Two rows put the shares "
+             "in scale: what a process spinning a pure-Python loop on the other core costs the "
+             "training (`busy_neighbour`), and the CPU that logging takes beside the job per run "
+             "(the log writer's, and the server's; read from `/proc` over 5 runs back to "
+             "back).", "",
              "| measure | value | target |", "|---|---|---|"]
     for name, value, target in rows:
         if isinstance(value, float):
-            shown = f"{100 * value:.1f}%" if "share" in name else f"{value:.2f}"
+            shown = (f"{100 * value:.1f}%" if ("share" in name or "slowdown" in name)
+                     else f"{value:.2f}")
         else:
             shown = value
         lines.append(f"| {name} | {shown} | {target} |")

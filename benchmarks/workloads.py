@@ -3,9 +3,11 @@
     python benchmarks/workloads.py VARIANT [URI|-] [EPOCHS|-] [OVERRIDE ...]
 
 Prints one JSON line: seconds of training (after imports and data generation), of it the wait
-for the writes after training, the optimiser steps of one training, peak RSS, and RSS before
-training. Every variant trains the same MLP (actloss_bench.model.MLP, same seed) on
-the same data for the same number of optimiser steps; only the loop and the logging differ.
+for the writes after training, the optimiser steps of one training, peak RSS, RSS before
+training, and the CPU seconds the log writer process (and the tracking server, when its
+process group is given as ``BENCH_SERVER_PGID``) spent meanwhile. Every variant trains the same
+MLP (actloss_bench.model.MLP, same seed) on the same data for the same number of optimiser
+steps; only the loop and the logging differ.
 
 Variants:
   naive_train   the tutorial loop: TensorDataset + DataLoader(shuffle), loss.item() every
@@ -19,6 +21,8 @@ Variants:
   bench_train_2threads  bench_train with 2 torch threads
   <variant>_xN  N runs back to back in one process, as a sweep's basic launcher runs them
                 (logged variants wait for the writes once, at the end)
+  <variant>_beside_busy  (in a pair) the variant while another process spins a pure-Python
+                loop (no memory traffic) on the other core: what any work beside the job costs it
   pair:A:B:R    R rounds of variants A and B in this one warm process, alternating which runs
                 first; prints every round's two times (and B's end-of-run wait). Logging's share
                 is a few percent, below this VM's process-to-process noise (the same variant
@@ -29,10 +33,13 @@ Variants:
 from __future__ import annotations
 
 import json
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Tuple
 
 import torch
@@ -51,6 +58,49 @@ REPRESENTATIVE = ["task=binary", "task.n_samples=4000", "task.n_features=20", "m
 
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+BUSY = "_beside_busy"
+
+
+def busy_neighbour() -> subprocess.Popen:
+    """A process spinning a pure-Python loop: it keeps a core busy without memory traffic,
+    as the log writer or a tracking server does while it handles a request."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def cpu_seconds(pids) -> float:
+    """User + system CPU seconds of these processes so far (Linux ``/proc``; 0 elsewhere)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited, or no /proc
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def group_pids(pgid: int) -> list:
+    """The processes of a process group (the tracking server: gunicorn and its workers)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def logging_pids() -> list:
+    """This process's log writers, and the tracking server's processes when given."""
+    from actloss_bench import logwriter
+
+    pids = [w._proc.pid for w in logwriter._writers.values()]
+    if os.environ.get("BENCH_SERVER_PGID"):
+        pids += group_pids(int(os.environ["BENCH_SERVER_PGID"]))
+    return pids
 
 
 def config(extra=()):
@@ -140,6 +190,7 @@ def bench(cfg, data, uri=None, plots=False, runs=1) -> Tuple[float, int]:
 def run_variant(variant: str, cfg, data, uri) -> Tuple[float, int]:
     """Runs the variant; the seconds spent waiting for the writes after the last training,
     and the optimiser steps of one training (the same for every variant: tested)."""
+    variant = variant.replace(BUSY, "")
     if variant.startswith("naive"):
         return 0.0, naive(cfg, data, uri if "logged" in variant else None)
     runs = int(variant.rsplit("_x", 1)[1]) if "_x" in variant else 1
@@ -153,9 +204,15 @@ def pairs(a: str, b: str, rounds: int, cfg, data, uri) -> list:
     for i in range(rounds):
         seconds, waits = {}, {}
         for variant in ((a, b) if i % 2 == 0 else (b, a)):
+            neighbour = busy_neighbour() if variant.endswith(BUSY) else None
+            if neighbour:
+                time.sleep(0.2)  # its interpreter started and spinning before the clock does
             started = time.perf_counter()
             waits[variant], _ = run_variant(variant, cfg, data, uri)
             seconds[variant] = time.perf_counter() - started
+            if neighbour:
+                neighbour.kill()
+                neighbour.wait()
         out.append({"a_s": seconds[a], "b_s": seconds[b], "b_end_wait_s": waits[b]})
     return out
 
@@ -186,11 +243,14 @@ def main() -> None:
         return
     run_variant(variant, warm, data, uri)
     before = rss_mb()
+    pids = logging_pids()
+    cpu_before = cpu_seconds(pids)
     started = time.perf_counter()
     end_wait, steps = run_variant(variant, cfg, data, uri)
     seconds = time.perf_counter() - started
     print(json.dumps({"variant": variant, "seconds": seconds, "end_wait_s": end_wait,
-                      "steps": steps, "peak_rss_mb": rss_mb(), "rss_before_mb": before}))
+                      "steps": steps, "peak_rss_mb": rss_mb(), "rss_before_mb": before,
+                      "logging_cpu_s": cpu_seconds(pids) - cpu_before}))
 
 
 if __name__ == "__main__":

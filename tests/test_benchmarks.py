@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -75,3 +76,37 @@ def test_paired_rounds_alternate_and_time_the_logged_side_until_written(tmp_path
     assert len(runs) == 2 * 2 + 2
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags["status"] for r in runs} == {"ok"}
+
+
+def test_cpu_seconds_counts_a_busy_process_and_its_group():
+    neighbour = workloads.busy_neighbour()
+    try:
+        start = workloads.cpu_seconds([neighbour.pid])
+        deadline = time.monotonic() + 10
+        while workloads.cpu_seconds([neighbour.pid]) - start < 0.2:
+            assert time.monotonic() < deadline, "a spinning process got no CPU"
+        # Its own session, as `make server`'s gunicorn runs: the group is found by its leader.
+        leader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                                  start_new_session=True)
+        try:
+            assert workloads.group_pids(leader.pid) == [leader.pid]
+        finally:
+            leader.kill()
+            leader.wait()
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    assert workloads.cpu_seconds([neighbour.pid]) == 0  # gone: counted as nothing, no error
+
+
+def test_a_busy_neighbour_pair_runs_and_stops_its_neighbour(tmp_path):
+    out = _workload("pair:bench_train:bench_train_beside_busy:2", "-", "2", "task.n_samples=500")
+    assert len(out["rounds"]) == 2 and all(r["b_s"] > 0 for r in out["rounds"])
+    left = subprocess.run(["pgrep", "-f", "while True: pass"], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
+
+
+def test_a_logged_variant_reports_its_writers_cpu(tmp_path):
+    out = _workload("bench_logged_x2", f"sqlite:///{tmp_path}/mlflow.db", "5",
+                    "task.n_samples=500")
+    assert out["logging_cpu_s"] > 0  # five runs' inserts, config and predictions uploads
