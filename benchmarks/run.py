@@ -75,7 +75,9 @@ def paired(a: dict, b: dict) -> float:
 
 
 # Rounds of a paired A/B in one process: a one-run round takes ~2 s, a 5-run round ~9 s.
-PAIR_ROUNDS = {1: 10, 5: 6}
+# With 10 rounds a one-run share moved by 3-5 points between bench runs (single rounds spread
+# over 10-20 points), so one-run pairs take 20.
+PAIR_ROUNDS = {1: 20, 5: 6}
 
 
 def pair(a: str, b: str, uri: str | None = None, runs: int = 1, extra: str = "") -> dict:
