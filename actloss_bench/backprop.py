@@ -100,12 +100,11 @@ class Backprop:
             # (a view of a flat buffer) becomes one that shares its storage.
             weights = [_leaf(w) for w in weights]
             biases = [_leaf(b) for b in biases]
-        self.params = [p for pair in zip(weights, biases) for p in pair]
-        if self._derivative is None:
             self.weights, self.biases = list(weights), list(biases)
         else:
             self.weights = [w.detach() for w in weights]
             self.biases = [b.detach() for b in biases]
+        self.params = [p for pair in zip(weights, biases) for p in pair]
         # The activation as called in forward: the module's own function, without nn.Module's
         # call overhead; in place on the pre-activation when its derivative does not read it.
         reads_input = self._derivative is not None and self._derivative[0] == "input"

@@ -345,13 +345,18 @@ def main() -> None:
 
     print()
     for name, value, target in rows:
-        shown = f"{value:.2f}" if isinstance(value, float) else value
-        if isinstance(value, float) and ("share" in name or "slowdown" in name):
-            shown = f"{100 * value:.1f}%"
-        print(f"{name:<55} {shown:>12}   target {target}")
+        print(f"{name:<55} {shown(name, value):>12}   target {target}")
     notes.update({f"seeds16_{k}" + ("" if k.startswith("ratio") else "_s"): v
                   for k, v in vec.items()})
     write_readme(rows, ab, http, pairs, notes, args.reps)
+
+
+def shown(name: str, value) -> str:
+    """A row's value as printed: shares and slowdowns in percent, other floats to 2 places,
+    anything else (already formatted text) as it is."""
+    if not isinstance(value, float):
+        return value
+    return f"{100 * value:.1f}%" if ("share" in name or "slowdown" in name) else f"{value:.2f}"
 
 
 def write_readme(rows, ab, http, pairs, notes, reps) -> None:
@@ -392,12 +397,7 @@ def write_readme(rows, ab, http, pairs, notes, reps) -> None:
              "back).", "",
              "| measure | value | target |", "|---|---|---|"]
     for name, value, target in rows:
-        if isinstance(value, float):
-            shown = (f"{100 * value:.1f}%" if ("share" in name or "slowdown" in name)
-                     else f"{value:.2f}")
-        else:
-            shown = value
-        lines.append(f"| {name} | {shown} | {target} |")
+        lines.append(f"| {name} | {shown(name, value)} | {target} |")
     lines += ["", "Paired rounds in one process (each round's A / B; a share is 1 − A / B):",
               "", "| pair | A | B | median A / B | rounds | B's end-of-run wait share |",
               "|---|---|---|---|---|---|"]

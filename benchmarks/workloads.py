@@ -69,28 +69,27 @@ def busy_neighbour() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
+def _stat(pid) -> list:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 on), [] when the
+    process is gone or there is no ``/proc``."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def cpu_seconds(pids) -> float:
     """User + system CPU seconds of these processes so far (Linux ``/proc``; 0 elsewhere)."""
     total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # exited, or no /proc
-            continue
+    for fields in filter(None, map(_stat, pids)):
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
     return total / os.sysconf("SC_CLK_TCK")
 
 
 def group_pids(pgid: int) -> list:
     """The processes of a process group (the tracking server: gunicorn and its workers)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
-                pids.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return pids
+    pids = [int(stat.parent.name) for stat in Path("/proc").glob("[0-9]*/stat")]
+    return [pid for pid in pids if _stat(pid)[2:3] == [str(pgid)]]  # field 5: the group
 
 
 def logging_pids() -> list:
