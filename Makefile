@@ -2,9 +2,13 @@
 PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
-QUICK   ?= 1
+# make run SEED=100 RESULTS=replicate: the catalogue on seeds 100.. into another folder.
+SEED    ?= 0
+RESULTS ?= results
+PORT    ?= 5000
+PROFILE ?= quick
 
-.PHONY: run test bench lint ui server install experiments report clean
+.PHONY: run test bench lint ui server install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d .venv || python3 -m venv .venv
@@ -13,10 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## make run: every experiment at its quick profile, then the report (results/).
+## make run: every experiment at its quick profile, then the report ($(RESULTS)/).
 run: $(STAMP)
-	$(PY) -m actloss_bench.run_all --profile quick
-	.venv/bin/actloss-report --all
+	$(PY) -m actloss_bench.run_all --profile $(PROFILE) --seed $(SEED) --results $(RESULTS)
+	.venv/bin/actloss-report --all --uri sqlite:///$(abspath $(RESULTS))/mlflow.db --out $(RESULTS)
 
 ## make test: the test suite (CI runs this).
 test: $(STAMP)
@@ -28,14 +32,15 @@ bench: $(STAMP)
 lint: $(STAMP)
 	.venv/bin/ruff check actloss_bench tests benchmarks
 
-## make ui: MLflow UI over results/mlflow.db on http://127.0.0.1:5000
+## make ui: MLflow UI over $(RESULTS)/mlflow.db on 127.0.0.1:$(PORT), opening on the training runs
 ui: $(STAMP)
-	.venv/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow.db \
-	  --default-artifact-root results/mlartifacts --host 127.0.0.1 --port 5000
+	@echo "open http://127.0.0.1:$(PORT)/#/experiments?workflowType=machine_learning"
+	.venv/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db \
+	  --default-artifact-root $(abspath $(RESULTS))/mlartifacts --host 127.0.0.1 --port $(PORT)
 
 ## make server: a shared tracking server with a SQL backend (SQLite; DB=postgres for PostgreSQL)
 server: $(STAMP)
-	$(PY) -m actloss_bench.server $(if $(DB),--db $(DB),)
+	$(PY) -m actloss_bench.server --root $(RESULTS)/server --port $(PORT) $(if $(DB),--db $(DB),)
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -1,7 +1,9 @@
 """Loss functions by config name, each reduced per sample so class weights apply the same way.
 
-Every loss maps ``(output, target) -> per-sample loss (N,)``; :func:`make_loss` wraps it into a
-(weighted) mean. Targets are encoded once per dataset by :func:`encode_targets`:
+Every loss maps ``(output, target) -> per-sample loss``: outputs ``(K, N, O)`` for a
+population of K models (K = 1 for one model) give losses ``(K, N)``; :func:`make_loss` wraps it
+into each model's (class-weighted) mean, ``(K,)``. Targets are encoded once per dataset by
+:func:`encode_targets`:
 
 - ``value``: regression targets ``(N, 1)``
 - ``dense``: 0/1 targets shaped like the output (``(N, 1)`` for a single logit, else one-hot)
@@ -14,7 +16,6 @@ The naive forms are written the way the folklore warns against, on purpose.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable, Dict, Optional
 
 import torch
@@ -66,7 +67,7 @@ def _focal(out: torch.Tensor, target: torch.Tensor, gamma: float, alpha: Optiona
         if alpha is not None:
             loss = loss * (alpha * target + (1 - alpha) * (1 - target))
         return loss.mean(-1)
-    logp_t = F.log_softmax(out, dim=-1).gather(1, target[:, None])[:, 0]
+    logp_t = F.log_softmax(out, dim=-1).gather(-1, target[..., None])[..., 0]
     loss = -((1 - logp_t.exp()) ** gamma) * logp_t
     return loss if alpha is None else alpha * loss
 
@@ -77,7 +78,12 @@ def _naive_bce(out, target):
 
 
 def _naive_ce(out, target):
-    return -torch.log(torch.softmax(out, dim=-1)).gather(1, target[:, None])[:, 0]
+    return -torch.log(torch.softmax(out, dim=-1)).gather(-1, target[..., None])[..., 0]
+
+
+def _rows(loss: PerSample) -> PerSample:
+    """A loss that takes (rows, classes) and (rows,) applied to (K, N, C) and (K, N)."""
+    return lambda o, t: loss(o.flatten(0, -2), t.flatten()).view(t.shape)
 
 
 def per_sample_loss(cfg, pos_weight: Optional[torch.Tensor]) -> PerSample:
@@ -95,24 +101,24 @@ def per_sample_loss(cfg, pos_weight: Optional[torch.Tensor]) -> PerSample:
         return lambda o, t: F.binary_cross_entropy_with_logits(
             o, t, reduction="none", pos_weight=pos_weight).mean(-1)
     if name == "ce":
-        return lambda o, t: F.cross_entropy(
-            o, t, reduction="none", label_smoothing=cfg.label_smoothing)
+        return _rows(lambda o, t: F.cross_entropy(
+            o, t, reduction="none", label_smoothing=cfg.label_smoothing))
     if name == "nll":
-        return lambda o, t: F.nll_loss(o, t, reduction="none")
+        return _rows(lambda o, t: F.nll_loss(o, t, reduction="none"))
     if name == "focal":
         return lambda o, t: _focal(o, t, cfg.gamma, cfg.alpha)
     if name == "kl_div":
         return lambda o, t: F.kl_div(o, t, reduction="none").sum(-1)
     if name == "multi_margin":
-        return lambda o, t: F.multi_margin_loss(o, t, reduction="none")
+        return _rows(lambda o, t: F.multi_margin_loss(o, t, reduction="none"))
     if name == "naive_bce":
         return _naive_bce
     if name == "naive_ce":
         return _naive_ce
     if name == "mse_shape_mismatch":
         # (N,1) - (N,) broadcasts to (N,N) without a word: every prediction is pulled towards
-        # every target, so the optimum is the mean target.
-        return lambda o, t: ((o - t.reshape(-1)) ** 2).mean(-1)
+        # every target, so the optimum is the mean target (per model: (K,N,1) - (K,1,N)).
+        return lambda o, t: ((o - t.unsqueeze(-2)) ** 2).mean(-1)
     raise KeyError(name)
 
 
@@ -120,9 +126,9 @@ def encode_targets(y: torch.Tensor, *, kind: str, loss: str, out_dim: int, n_cla
                    label_smoothing: float = 0.0) -> torch.Tensor:
     """Encode labels or values the way loss ``loss`` consumes them for an ``out_dim`` output."""
     if kind == "regression":
-        return y.reshape(-1) if loss == "mse_shape_mismatch" else y.reshape(-1, 1)
+        return y if loss == "mse_shape_mismatch" else y[..., None]
     if out_dim == 1:
-        return y.float().reshape(-1, 1)
+        return y.float()[..., None]
     targets = LOSSES[loss].targets
     if targets == "index":
         return y
@@ -133,101 +139,48 @@ def encode_targets(y: torch.Tensor, *, kind: str, loss: str, out_dim: int, n_cla
 
 
 def balanced_class_weights(y: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """``n / (K * count_c)``, the 'balanced' heuristic of scikit-learn's compute_class_weight."""
-    counts = torch.bincount(y, minlength=n_classes).float().clamp_min(1)
-    return len(y) / (n_classes * counts)
+    """``n / (C * count_c)``, the 'balanced' heuristic of scikit-learn's compute_class_weight,
+    per model: labels (K, N) give weights (K, C)."""
+    counts = class_counts(y, n_classes)
+    return y.shape[-1] / (n_classes * counts)
+
+
+def class_counts(y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Each model's class counts (K, C) from its labels (K, N), at least 1."""
+    return torch.stack([torch.bincount(row, minlength=n_classes) for row in y]).float().clamp_min(1)
 
 
 class Loss:
-    """A per-sample loss reduced to a (class-weighted) mean: ``sum(w_i l_i) / sum(w_i)``."""
+    """Each model's per-sample loss reduced to its (class-weighted) mean,
+    ``sum(w_i l_i) / sum(w_i)``: outputs (K, N, O) give losses (K,)."""
 
-    def __init__(self, per_sample: PerSample, sample_weight_of_class: Optional[torch.Tensor]):
+    def __init__(self, per_sample: PerSample, class_weights: Optional[torch.Tensor]):
         self.per_sample = per_sample
-        self.class_weights = sample_weight_of_class
+        self.class_weights = class_weights  # (K, C) or None
 
     def __call__(self, out: torch.Tensor, target: torch.Tensor,
                  labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         losses = self.per_sample(out, target)
-        if self.class_weights is None or labels is None:
-            return losses.mean()
-        w = self.class_weights[labels]
-        return (w * losses).sum() / w.sum()
+        if self.class_weights is None:
+            return losses.mean(-1)
+        w = self.class_weights.gather(1, labels)
+        return (w * losses).sum(-1) / w.sum(-1)
 
 
 def make_loss(cfg, *, kind: str, out_dim: int, n_classes: int,
               y_train: torch.Tensor) -> Loss:
-    """Build the configured loss; class weighting goes through ``pos_weight`` for logits BCE."""
+    """The configured loss for models trained on labels ``y_train`` (K, N), one row per model;
+    class weighting goes through ``pos_weight`` for logits BCE."""
     weights = None
     pos_weight = None
     if kind != "regression" and cfg.class_weight == "balanced":
         weights = balanced_class_weights(y_train, n_classes)
     if cfg.name == "bce_with_logits" and kind != "regression":
         if cfg.pos_weight is not None:
-            pos_weight = torch.full((out_dim,), float(cfg.pos_weight))
+            pos_weight = torch.full((len(y_train), 1, out_dim), float(cfg.pos_weight))
         elif weights is not None:
-            counts = torch.bincount(y_train, minlength=n_classes).float().clamp_min(1)
-            neg_over_pos = (len(y_train) - counts) / counts
-            pos_weight = neg_over_pos[1:] if out_dim == 1 else neg_over_pos
+            neg_over_pos = (y_train.shape[-1] - class_counts(y_train, n_classes)) / \
+                class_counts(y_train, n_classes)
+            pos_weight = (neg_over_pos[:, 1:] if out_dim == 1 else neg_over_pos)[:, None, :]
         weights = None  # weighting lives in pos_weight for this loss
     return Loss(per_sample_loss(cfg, pos_weight), weights)
-
-
-# --- Closed-form gradients ---------------------------------------------------------------------
-# On a tiny model, autograd through head + loss is a fifth of a training step (measured 91 of
-# ~440 us), almost all of it graph bookkeeping. For a linear head and the common unweighted
-# losses the gradient of the mean loss is a few elementwise ops. Each form below repeats
-# autograd's own backward op by op (mean's 1/n, then the loss's backward kernel), so the
-# gradients are equal bit for bit, not merely close (tests/test_losses.py checks every form
-# against autograd, for one model and for stacked seeds).
-OutputGradient = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
-
-
-@lru_cache(maxsize=64)
-def _mean_scale(n: int, k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """What autograd sends back to each output of ``per_sample(out).mean()`` over ``n`` rows:
-    ``1 / n`` as mean's backward rounds it, then ``/ k`` for a per-sample mean over k outputs."""
-    scale = torch.ones((), dtype=dtype, device=device) / n
-    return scale / k if k != 1 else scale
-
-
-@lru_cache(maxsize=64)
-def _nll_seed(n: int, dtype: torch.dtype) -> float:
-    """``-1 / n`` rounded as ``_mean_scale`` rounds it, as a number (no device read per step)."""
-    return -float(_mean_scale(n, 1, dtype, torch.device("cpu")))
-
-
-def _bce_with_logits_grad(out, target, n):
-    scale = _mean_scale(n, out.shape[-1], out.dtype, out.device)
-    return (torch.sigmoid(out) - target).mul_(scale)
-
-
-def _mse_grad(out, target, n):
-    scale = _mean_scale(n, out.shape[-1], out.dtype, out.device)
-    return (out - target).mul_(2).mul_(scale)
-
-
-def _ce_grad(out, target, n):
-    # nll_loss's backward puts -1/n at each row's class; log_softmax's backward kernel does the
-    # rest (re-deriving softmax - onehot rounds differently, by ~5e-10).
-    seed = torch.zeros_like(out).scatter_(1, target[:, None], _nll_seed(n, out.dtype))
-    log_probs = torch.log_softmax(out, 1)
-    return torch._log_softmax_backward_data(seed, log_probs, 1, out.dtype)
-
-
-CLOSED_FORM_GRADIENTS: Dict[str, OutputGradient] = {
-    "bce_with_logits": _bce_with_logits_grad,
-    "mse": _mse_grad,
-    "ce": _ce_grad,
-}
-
-
-def closed_form_gradient(cfg, head: str) -> Optional[OutputGradient]:
-    """``grad(out, target, n)``, the gradient of the unweighted mean loss over ``n`` rows with
-    respect to the weight layers' output, for loss ``cfg`` behind head ``head``; None where
-    autograd must differentiate (any head but linear, class weights, ``pos_weight``, label
-    smoothing, or a loss without a closed form here)."""
-    if head != "linear" or cfg.class_weight != "none" or cfg.pos_weight is not None:
-        return None
-    if cfg.name == "ce" and cfg.label_smoothing > 0:
-        return None
-    return CLOSED_FORM_GRADIENTS.get(cfg.name)

@@ -85,9 +85,6 @@ class TrainerConfig:
     device: str = "auto"
     # torch intra-op threads; tiny matrices run fastest on 1 (see benchmarks/README.md).
     threads: Optional[int] = 1
-    # Train this many consecutive seeds (seed, seed+1, ...) as one batched model; each seed is
-    # still logged as its own run, as if it had run alone.
-    vectorize_seeds: int = 1
     # Also fit scikit-learn's LogisticRegression on the same split (test/logreg_accuracy).
     linear_baseline: bool = False
 
@@ -98,16 +95,29 @@ class TrackingConfig:
     experiment: str = "actloss_bench"
     # None: `mlartifacts/` beside a SQLite file; the server's own store for http URIs.
     artifact_root: Optional[str] = None
-    log_plots: bool = True
+    # A figure per model run (plots/diagnostics.png); off by default: the report draws
+    # per-cell and per-experiment figures instead.
+    log_plots: bool = False
     # Epoch metrics are sent at least every this many seconds (the log writer sends them
     # sooner whenever it is idle) and at the end.
     flush_every_s: float = 2.0
-    # Log the per-epoch metrics of every N-th epoch (and of the last); 1: every epoch. A
-    # tracking server spends ~10 ms per request and ~0.1 ms per metric value (the log writer
-    # batches epochs into few requests; benchmarks/README.md).
+    # Log a model run's per-epoch metrics every N-th epoch (and the last); 1: every epoch;
+    # 0: final values only (a population's cell run keeps every model's history in
+    # histories.csv and logs the seed-mean curves).
     log_every: int = 1
     # Skip a job whose identical config already finished in this experiment (resumable sweeps).
     resume: bool = True
+
+
+@dataclass
+class TuneConfig:
+    """The learning-rate grid a job trains beside its seeds, and what selects from it."""
+
+    # The grid is optimizer.lr times each factor (null: the configured lr alone).
+    lr_factors: Optional[List[float]] = None
+    # Validation metric that selects the lr (mean over seeds); auto: val/balanced_accuracy for
+    # classification, val/rmse for regression.
+    metric: str = "auto"
 
 
 @dataclass
@@ -131,7 +141,11 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     claim: ClaimConfig = field(default_factory=ClaimConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    # The first seed, and how many seeds (seed, seed+1, ...) train together as one population;
+    # each seed is logged as its own run.
     seed: int = 0
+    seeds: int = 1
     profile: str = "quick"
     # Per-profile values an experiment reads through interpolation, e.g.
     # ``trainer.epochs: ${profiles.${profile}.epochs}``.
@@ -231,8 +245,6 @@ def validate(cfg: Any) -> None:
     _check("trainer.batch_size", tr.batch_size, tr.batch_size >= 1, "an integer >= 1")
     if tr.grad_clip is not None:
         _check("trainer.grad_clip", tr.grad_clip, tr.grad_clip > 0, "> 0 or null")
-    _check("trainer.vectorize_seeds", tr.vectorize_seeds, tr.vectorize_seeds >= 1,
-           "an integer >= 1")
     if tr.threads is not None:
         _check("trainer.threads", tr.threads, tr.threads >= 1, "an integer >= 1 or null")
 
@@ -247,6 +259,14 @@ def validate(cfg: Any) -> None:
 
     _check("tracking.flush_every_s", cfg.tracking.flush_every_s,
            cfg.tracking.flush_every_s >= 0, ">= 0 (0: one request per epoch)")
-    _check("tracking.log_every", cfg.tracking.log_every, cfg.tracking.log_every >= 1,
-           "an integer >= 1 (1: every epoch)")
+    _check("tracking.log_every", cfg.tracking.log_every, cfg.tracking.log_every >= 0,
+           "an integer >= 0 (1: every epoch; 0: final values only)")
     _check("seed", cfg.seed, cfg.seed >= 0, "an integer >= 0")
+    _check("seeds", cfg.seeds, cfg.seeds >= 1, "an integer >= 1")
+    factors = cfg.tune.lr_factors
+    if factors is not None:
+        _check("tune.lr_factors", list(factors),
+               len(factors) > 0 and all(f > 0 for f in factors), "a list of numbers > 0, or null")
+    if cfg.tune.metric != "auto":
+        _check("tune.metric", cfg.tune.metric, cfg.tune.metric.startswith("val/"),
+               "auto or a validation metric (val/...)")

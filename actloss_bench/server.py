@@ -46,10 +46,8 @@ def server_command(*, host: str, port: int, backend_uri: str, artifacts: Path,
 
 # gunicorn's sync workers: a request that takes longer than --timeout kills its worker (an
 # artifact upload on a slow link can take a while). No control socket: it is one fixed path in
-# the home folder, which a second server on the same machine would fight over. The hooks module
-# makes each worker store metrics in bulk (metric_store.py): a 364-value log_batch took 36-38 ms
-# with it against 56 ms without, measured here against a local server.
-GUNICORN_OPTS = "--timeout 300 --no-control-socket -c python:actloss_bench.gunicorn_hooks"
+# the home folder, which a second server on the same machine would fight over.
+GUNICORN_OPTS = "--timeout 300 --no-control-socket"
 
 
 def server_env(*, jobs: bool = False) -> dict:

@@ -10,17 +10,18 @@ joblib, submitit) or the ``ACTLOSS_SWEEP_FILE`` variable.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from actloss_bench import logwriter, tracking
+from actloss_bench import protocol, tracking
 
 SWEEP_FILE = "actloss_sweep.json"
 ENV_SWEEP_FILE = "ACTLOSS_SWEEP_FILE"
@@ -44,28 +45,33 @@ class MlflowSweepCallback(Callback):
         except tracking.TrackingError as e:  # one line, before any job starts
             print(f"actloss-bench: error: {e}", file=sys.stderr)
             sys.exit(2)
-        if config.hydra.launcher._target_.endswith(".BasicLauncher"):
-            # The jobs run in this process and share one log writer: started now, its start-up
-            # (MLflow's import, ~2 s) overlaps this process's own, instead of being waited for
-            # at the end of a short sweep.
-            logwriter.writer_for(uri, warm_plots=config.tracking.log_plots)
         experiment_id = tracking.ensure_experiment(uri, config.tracking.experiment,
                                                    config.tracking.artifact_root)
         sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        swept = swept_params(config)
+        definition = protocol.definition(tracking.flatten_params(config), list(swept))
         client = tracking._client(uri)
         parent = client.create_run(experiment_id, run_name=f"sweep {sweep_id}", tags={
             tracking.TAG_SWEEP: sweep_id,
             tracking.TAG_EXPERIMENT: config.claim.name or "",
-            "sweep_role": "parent",
+            tracking.TAG_DEFINITION: definition,
+            tracking.TAG_ROLE: "sweep",
         })
-        # pid: jobs running in this very process (the basic launcher) may leave their writes
-        # to the log writer, which on_multirun_end drains; others wait for theirs.
         info = {"uri": uri, "experiment_id": experiment_id, "sweep_id": sweep_id,
-                "parent_run_id": parent.info.run_id, "started": time.time(), "pid": os.getpid()}
+                "parent_run_id": parent.info.run_id, "started": time.time(),
+                "definition": definition, "jobs": count_jobs(swept),
+                "models_per_job": models_per_job(config)}
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         path = sweep_dir / SWEEP_FILE
-        path.write_text(json.dumps(info))
+        try:  # never take over another sweep's folder: its jobs would log into this sweep
+            with open(path, "x") as f:
+                f.write(json.dumps(info))
+        except FileExistsError:
+            client.set_terminated(parent.info.run_id, status="FAILED")
+            print(f"actloss-bench: error: sweep folder {sweep_dir} already holds another "
+                  f"sweep's {SWEEP_FILE}; pass a fresh hydra.sweep.dir=...", file=sys.stderr)
+            sys.exit(2)
         os.environ[ENV_SWEEP_FILE] = str(path.resolve())
         self._info = info
 
@@ -74,13 +80,13 @@ class MlflowSweepCallback(Callback):
         if info is None:
             return
         os.environ.pop(ENV_SWEEP_FILE, None)
-        log_errors = logwriter.drain_all()  # the in-process jobs' runs, written to the end
         client = tracking._client(info["uri"])
         try:
             runs = client.search_runs(
                 [info["experiment_id"]],
-                filter_string=f"tags.mlflow.parentRunId = '{info['parent_run_id']}'",
+                filter_string=f"tags.{tracking.TAG_SWEEP} = '{info['sweep_id']}'",
                 max_results=50000)
+            runs = [r for r in runs if r.info.run_id != info["parent_run_id"]]
             print(sweep_summary(runs, info, config.tracking.experiment))
             if not runs:  # a re-run of a finished sweep: say why the parent has no children
                 client.set_tag(info["parent_run_id"], "sweep_note",
@@ -89,10 +95,43 @@ class MlflowSweepCallback(Callback):
         except Exception as e:  # e.g. the tracking server went away mid-sweep
             print(f"sweep {info['sweep_id']}: could not read the sweep back from {info['uri']} "
                   f"({type(e).__name__}); finished jobs stay recorded, re-run to complete")
-        if log_errors:
-            print(f"actloss-bench: error: {len(log_errors)} run(s) could not be logged "
-                  f"(first: {log_errors[0]})", file=sys.stderr)
-            sys.exit(1)
+
+
+def swept_params(config: DictConfig) -> Dict[str, List[str]]:
+    """The sweep's axes and their values: ``hydra.sweeper.params``, then the command line's
+    sweep overrides (which replace a param of the same key), as the basic sweeper reads them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    lines = [f"{k}={v}" for k, v in (config.hydra.sweeper.params or {}).items()]
+    lines += list(config.hydra.overrides.task)
+    swept: Dict[str, List[str]] = {}
+    for o in OverridesParser.create().parse_overrides(lines):
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            swept[key] = list(o.sweep_string_iterator())
+        else:
+            swept.pop(key, None)
+    return swept
+
+
+def count_jobs(swept: Dict[str, List[str]]) -> int:
+    return math.prod(len(values) for values in swept.values())
+
+
+def models_per_job(config: DictConfig) -> int:
+    return config.seeds * len(config.tune.lr_factors or [1.0])
+
+
+def progress_line(info: Dict[str, Any], job_num: int) -> str:
+    """``[done/total jobs, models, elapsed, ~left]`` for a job's line in a sweep."""
+    done, total = job_num + 1, info.get("jobs")
+    elapsed = time.time() - info["started"]
+    per_job = info.get("models_per_job", 1)
+    if not total:
+        return f"[job {done}, {elapsed:.0f}s elapsed]"
+    left = elapsed / done * (total - done)
+    return (f"[{done}/{total} jobs, {done * per_job}/{total * per_job} models, "
+            f"{elapsed:.0f}s elapsed, ~{left:.0f}s left]")
 
 
 def sweep_summary(runs, info: Dict[str, Any], experiment: str) -> str:
@@ -103,9 +142,10 @@ def sweep_summary(runs, info: Dict[str, Any], experiment: str) -> str:
         by_status[s] = by_status.get(s, 0) + 1
     counts = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "no new runs"
     minutes = (time.time() - info["started"]) / 60
-    browse = (f"open {info['uri']}" if info["uri"].startswith(("http://", "https://"))
-              else "browse with `make ui`")
-    lines = [f"sweep {info['sweep_id']}: {len(runs)} jobs logged ({counts}) in {minutes:.1f} min",
+    browse = (f"open {info['uri'].rstrip('/')}/#/experiments/{info['experiment_id']}"
+              f"?workflowType=machine_learning"
+              if info["uri"].startswith(("http://", "https://")) else "browse with `make ui`")
+    lines = [f"sweep {info['sweep_id']}: {len(runs)} runs logged ({counts}) in {minutes:.1f} min",
              f"  MLflow experiment '{experiment}' at {info['uri']} (parent run "
              f"{info['parent_run_id']}); {browse}"]
     diagnosed: Dict[str, int] = {}

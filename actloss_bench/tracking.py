@@ -22,6 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 # Tags written on every run (public names: DESIGN.md).
 TAG_STATUS, TAG_COMBO, TAG_DIAGNOSIS = "status", "combo", "diagnosis"
 TAG_EXPERIMENT, TAG_SWEEP, TAG_JOB_KEY = "experiment_name", "sweep_id", "job_key"
+# A population job's cell-level run: role=cell, its job's key, the sweep definition it ran under,
+# and the later sweeps that found it finished and reused it.
+TAG_ROLE, TAG_CELL_KEY, TAG_DEFINITION = "role", "cell_key", "definition"
+TAG_REUSED = "reused_by_sweeps"
 FINISHED_STATUSES = ("ok", "diverged", "skipped")  # deterministic outcomes: never redone
 
 
@@ -41,10 +45,9 @@ def is_sql_uri(uri: str) -> bool:
 def _client(uri: str):
     from mlflow.tracking import MlflowClient  # mlflow import costs ~1 s: only when tracking
 
-    if is_sql_uri(uri):  # the store's import costs ~0.6 s: not for a tracking server's clients
-        from actloss_bench import metric_store
-
-        metric_store.register()  # metrics in bulk: the same rows, 2.7x less CPU per batch
+    # Over HTTP, MLflow prints two "View run" lines for every finished run (and reads the run
+    # back to do it): thousands per sweep. The sweep's summary says where to look instead.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     return MlflowClient(tracking_uri=uri)
 
 
@@ -113,10 +116,13 @@ def ensure_experiment(uri: str, name: str, artifact_root: Optional[str] = None) 
 def flatten_params(cfg: DictConfig) -> Dict[str, str]:
     """The resolved config as MLflow params: ``activation``, ``task``, ``model.depth``, ...
 
-    A group's ``name`` becomes the group's own key (``loss: focal``); bookkeeping sections
-    (``claim``, ``profiles``) and ``hydra`` are left out.
+    A group's ``name`` becomes the group's own key (``loss: focal``); an experiment's
+    bookkeeping (``claim``, ``profiles``, ``arms``: the chosen arm's values are in the params)
+    and ``hydra`` are left out.
     """
-    container = OmegaConf.to_container(cfg, resolve=True)
+    # Without the hydra node, whose run-time values a sweep's launching process lacks.
+    container = OmegaConf.to_container(
+        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     out: Dict[str, str] = {}
 
     def walk(prefix: str, node: Any) -> None:
@@ -131,18 +137,40 @@ def flatten_params(cfg: DictConfig) -> Dict[str, str]:
             out[prefix] = str(node)
 
     for k, v in container.items():
-        if k not in ("claim", "profiles", "hydra"):
+        if k not in ("claim", "profiles", "arms", "hydra"):  # an experiment's bookkeeping
             walk(k, v)
     return out
 
 
 def job_key(cfg: DictConfig) -> str:
-    """Stable identity of a job: hash of its resolved config minus tracking settings (and
-    ``trainer.vectorize_seeds``: a seed trained in a batch is the same job as alone)."""
-    params = {k: v for k, v in flatten_params(cfg).items()
-              if not k.startswith("tracking.") and k != "trainer.vectorize_seeds"}
-    blob = json.dumps(params, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    """Stable identity of a job (or of one model: its one-model config): hash of its resolved
+    config minus tracking settings."""
+    return params_key(flatten_params(cfg))
+
+
+def params_key(params: Dict[str, str]) -> str:
+    """``job_key`` of a config from its flattened params."""
+    kept = {k: v for k, v in params.items() if not k.startswith("tracking.")}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def log_finished_run(uri: str, experiment_id: str, *, run_name: str, params: Dict[str, str],
+                     metrics: Dict[str, float], step: int, tags: Dict[str, Any], status: str,
+                     parent_run_id: Optional[str] = None) -> str:
+    """A run whose results are all known (a model of a population): three requests, the
+    ``status`` tag in the last write, so an interrupted one never counts as finished."""
+    from mlflow.entities import Param
+
+    client = _client(uri)
+    start_tags = {**tags, TAG_STATUS: "running"}
+    if parent_run_id:
+        start_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(experiment_id, run_name=run_name,
+                            tags={k: str(v) for k, v in start_tags.items()})
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()],
+                     metrics=_metrics(metrics, step), tags=_tags({TAG_STATUS: status}))
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    return run.info.run_id
 
 
 def _metrics(values: Dict[str, float], step: int) -> List[Any]:
@@ -161,31 +189,23 @@ def _tags(tags: Dict[str, Any]) -> List[Any]:
 class RunLogger:
     """One MLflow run: params and tags at start, buffered epoch metrics, artifacts at the end.
 
-    Epoch metrics are buffered and sent as one ``log_batch`` when ``flush_every_s`` has passed
-    since the last request (and at the end): never more than one request per epoch, and for a
-    run of a few seconds a single one. A SQLite insert of one epoch's ~25 metrics costs ~10 ms,
-    which per epoch would be a fifth of a tiny run (benchmarks/README.md).
+    Epoch metrics are buffered and sent as one ``log_batch`` at most every ``flush_every_s``
+    seconds and at the end: a request costs ~10 ms in SQLite and tens of ms over HTTP, per
+    epoch that would be a fifth of a tiny run.
     """
 
-    def __init__(self, client: Any, run_id: str, flush_every_s: float = 2.0,
-                 last_step: Optional[int] = None):
+    def __init__(self, client: Any, run_id: str, flush_every_s: float = 2.0):
         self.client = client
         self.run_id = run_id
         self.flush_every_s = flush_every_s
-        self.last_step = last_step  # the step the run is expected to end at, when known
         self._pending: List[Any] = []
         self._last_flush = time.monotonic()
-        self._last_cost = 0.0  # seconds the last flush took
-        self._latest_step = -1
 
     @classmethod
     def start(cls, uri: str, experiment_id: str, *, run_name: str, params: Dict[str, str],
               tags: Dict[str, Any], parent_run_id: Optional[str] = None,
-              flush_every_s: float = 2.0, last_step: Optional[int] = None,
-              artifacts: Optional[Dict[str, Any]] = None) -> "RunLogger":
-        """Create the run with its tags and params, and log ``artifacts`` known at the start
-        (the config): that also fetches the run's artifact location now, while the job trains,
-        instead of at the end of the run, where every request is waited for."""
+              flush_every_s: float = 2.0) -> "RunLogger":
+        """Create the run with its tags and params."""
         from mlflow.entities import Param
 
         client = _client(uri)
@@ -195,40 +215,19 @@ class RunLogger:
         run = client.create_run(experiment_id, run_name=run_name,
                                 tags={k: str(v) for k, v in tags.items()})
         client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
-        logger = cls(client, run.info.run_id, flush_every_s, last_step)
-        if artifacts:
-            logger.log_artifacts(artifacts)
-        return logger
+        return cls(client, run.info.run_id, flush_every_s)
 
     def log_epoch(self, step: int, values: Dict[str, float]) -> None:
-        self._latest_step = step
         self._pending.extend(_metrics(values, step))
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
 
     def flush(self) -> None:
-        started = time.monotonic()
-        if self._pending:
-            self.client.log_batch(self.run_id, metrics=self._pending)
-            self._pending = []
+        # MLflow takes at most 1000 metrics per log_batch.
+        for i in range(0, len(self._pending), 1000):
+            self.client.log_batch(self.run_id, metrics=self._pending[i:i + 1000])
+        self._pending = []
         self._last_flush = time.monotonic()
-        self._last_cost = self._last_flush - started
-
-    def _at_last_step(self) -> bool:
-        return self.last_step is not None and self._latest_step >= self.last_step
-
-    def seconds_until_idle_flush(self, duty: float = 1.0,
-                                 max_wait_s: float = float("inf")) -> Optional[float]:
-        """For a writer with nothing else to do: how long to wait before flushing (0: now),
-        None when nothing is pending or the run's last epoch is in (its ``finish`` follows and
-        sends everything in one request). Requests are spaced so that they take at most
-        ``duty`` of the writer's time (1.0: back to back), and at most ``max_wait_s`` apart:
-        bigger batches cost more per request, so without a cap the spacing would grow with
-        every flush, and whatever is pending when the run ends is waited for."""
-        if not self._pending or self._at_last_step():
-            return None
-        spacing = min(self._last_cost / duty, max_wait_s)
-        return max(0.0, self._last_flush + spacing - time.monotonic())
 
     def log_artifacts(self, artifacts: Dict[str, Any]) -> None:
         """Write each ``{relative path: writer}`` (``writer(path)`` creates the file) into a
@@ -250,19 +249,32 @@ class RunLogger:
         """
         if artifacts:
             self.log_artifacts(artifacts)
-        self.client.log_batch(self.run_id,
-                              metrics=self._pending + _metrics(metrics or {}, step),
+        batch = self._pending + _metrics(metrics or {}, step)
+        while len(batch) > 1000:  # MLflow's limit per log_batch
+            self.client.log_batch(self.run_id, metrics=batch[:1000])
+            batch = batch[1000:]
+        self.client.log_batch(self.run_id, metrics=batch,
                               tags=_tags({TAG_STATUS: status, **(tags or {})}))
         self._pending = []
         state = "FAILED" if status == "failed" else "FINISHED"
         self.client.set_terminated(self.run_id, status=state)
 
 
-def find_runs_by_key(uri: str, experiment_id: str, key: str):
-    """Runs of this experiment carrying ``job_key=key``, newest first."""
+def find_runs_by_key(uri: str, experiment_id: str, key: str, tag: str = TAG_JOB_KEY):
+    """Runs of this experiment carrying ``tag=key``, newest first."""
     client = _client(uri)
-    return list(client.search_runs([experiment_id], filter_string=f"tags.{TAG_JOB_KEY} = '{key}'",
-                                   order_by=["attributes.start_time DESC"]))
+    return list(client.search_runs([experiment_id], filter_string=f"tags.{tag} = '{key}'",
+                                   order_by=["attributes.start_time DESC"], max_results=50000))
+
+
+def append_tag(uri: str, run, key: str, value: str) -> None:
+    """Add ``value`` to the comma-separated list in tag ``key`` of ``run``."""
+    old = run.data.tags.get(key, "")
+    _client(uri).set_tag(run.info.run_id, key, ",".join(filter(None, [old, value])))
+
+
+def is_finished(run) -> bool:
+    return run.data.tags.get(TAG_STATUS) in FINISHED_STATUSES
 
 
 def supersede(uri: str, earlier: Iterable[Tuple[str, str]], new_run_id: str) -> None:

@@ -18,6 +18,11 @@ from conftest import run_cli
     ("model.widht=3", "widht"),
     ("model.width=abc", "model.width"),
     ("task.minority_fraction=0.7", "task.minority_fraction=0.7 is not allowed"),
+    ("seeds=0", "seeds=0 is not allowed; it must be an integer >= 1"),
+    ("tune.lr_factors=[0,1]", "tune.lr_factors=[0.0, 1.0] is not allowed; it must be a list of "
+                              "numbers > 0, or null"),
+    ("tune.metric=test/accuracy", "tune.metric='test/accuracy' is not allowed; it must be auto "
+                                  "or a validation metric"),
 ])
 def test_bad_override_is_one_line(override, expected):
     with pytest.raises(ConfigError) as info:
@@ -27,7 +32,8 @@ def test_bad_override_is_one_line(override, expected):
 
 
 def test_good_overrides_pass():
-    check_overrides(["activation=relu,tanh", "optimizer.lr=0.01", "task=moons", "seed=0,1,2"])
+    check_overrides(["activation=relu,tanh", "optimizer.lr=0.01", "task=moons", "seed=0,1,2",
+                     "seeds=16", "tune.lr_factors=[0.1,1,10]"])
 
 
 def test_cli_prints_one_line_and_fails_before_training(tmp_path):

@@ -28,7 +28,7 @@ def _sweep(name):
 def test_experiment_composes_for_every_swept_value(name, profile):
     register_schema()
     sweep = _sweep(name)
-    assert len(sweep["seed"]) >= 3, "at least 3 seeds"
+    assert "seed" not in sweep, "seeds are a population (seeds: N), not a sweep axis"
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for key, values in sweep.items():
             for value in values:
@@ -40,6 +40,12 @@ def test_experiment_composes_for_every_swept_value(name, profile):
     assert cfg.claim.name == name and cfg.tracking.experiment == name
     assert cfg.claim.text and cfg.claim.source
     assert set(cfg.profiles) == {"quick", "full"}
+    assert cfg.seeds >= (10 if profile == "quick" else 20), "the protocol's seeds per cell"
+    lr_is_a_condition = "optimizer.lr" in sweep
+    if not lr_is_a_condition:  # the protocol: the lr tuned per arm on a log grid of >= 5 points
+        assert cfg.tune.lr_factors is not None and len(cfg.tune.lr_factors) >= 5
+    else:
+        assert cfg.tune.lr_factors is None
 
 
 @pytest.mark.parametrize("name", NAMES)

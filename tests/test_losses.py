@@ -65,78 +65,50 @@ def test_kl_div_on_one_hot_equals_ce_and_differs_by_entropy_when_smoothed():
     torch.testing.assert_close(ce_soft - kl(logp, soft), entropy)
 
 
-def test_balanced_weights_match_sklearn():
-    y = torch.tensor([0] * 90 + [1] * 10)
-    ref = compute_class_weight("balanced", classes=np.array([0, 1]), y=y.numpy())
-    np.testing.assert_allclose(balanced_class_weights(y, 2).numpy(), ref, rtol=1e-6)
+def test_balanced_weights_match_sklearn_per_model():
+    y = torch.stack([torch.tensor([0] * 90 + [1] * 10), torch.tensor([0] * 50 + [1] * 50)])
+    for row, weights in zip(y, balanced_class_weights(y, 2)):
+        ref = compute_class_weight("balanced", classes=np.array([0, 1]), y=row.numpy())
+        np.testing.assert_allclose(weights.numpy(), ref, rtol=1e-6)
 
 
-def test_weighted_mean_equals_torch_weighted_ce():
-    y = torch.tensor([0, 0, 0, 1, 2, 2])
-    logits = torch.randn(6, 3)
+def test_weighted_mean_equals_torch_weighted_ce_for_each_model():
+    # Two models with their own labels (so their own class weights), stacked as (K, N, C).
+    y = torch.tensor([[0, 0, 0, 1, 2, 2], [0, 1, 1, 1, 2, 2]])
+    logits = torch.randn(2, 6, 3)
     loss = make_loss(cfg("ce", class_weight="balanced"), kind="multiclass", out_dim=3,
                      n_classes=3, y_train=y)
-    ref = F.cross_entropy(logits, y, weight=balanced_class_weights(y, 3))
-    torch.testing.assert_close(loss(logits, y, y), ref)
+    got = loss(logits, y, y)
+    for k in range(2):
+        ref = F.cross_entropy(logits[k], y[k], weight=balanced_class_weights(y[k:k + 1], 3)[0])
+        torch.testing.assert_close(got[k], ref)
 
 
-def test_balanced_bce_with_logits_uses_pos_weight():
-    y = torch.tensor([0] * 8 + [1] * 2)
-    z = torch.randn(10, 1)
+def test_balanced_bce_with_logits_uses_each_models_pos_weight():
+    y = torch.stack([torch.tensor([0] * 8 + [1] * 2), torch.tensor([0] * 5 + [1] * 5)])
+    z = torch.randn(2, 10, 1)
     loss = make_loss(cfg("bce_with_logits", class_weight="balanced"), kind="binary", out_dim=1,
                      n_classes=2, y_train=y)
-    ref = F.binary_cross_entropy_with_logits(z, y[:, None].float(), pos_weight=torch.tensor([4.0]))
-    torch.testing.assert_close(loss(z, y[:, None].float(), y), ref)
+    got = loss(z, y[..., None].float(), y)
+    for k, pos_weight in enumerate([4.0, 1.0]):
+        ref = F.binary_cross_entropy_with_logits(z[k], y[k, :, None].float(),
+                                                 pos_weight=torch.tensor([pos_weight]))
+        torch.testing.assert_close(got[k], ref)
 
 
-# --- closed-form output gradients: equal to autograd's bit for bit -----------------------------
-
-def _targets(name, rows, k, gen):
-    if name == "ce":
-        return torch.randint(0, k, (rows,), generator=gen)
-    if name == "mse":
-        return torch.randn(rows, k, generator=gen)
-    return torch.randint(0, 2, (rows, k), generator=gen).float()
-
-
-@pytest.mark.parametrize("name,k", [("bce_with_logits", 1), ("bce_with_logits", 3), ("mse", 1),
-                                    ("mse", 5), ("ce", 2), ("ce", 5)])
-@pytest.mark.parametrize("seeds", [None, 4])
-def test_closed_form_gradient_equals_autograd_bit_for_bit(name, k, seeds):
-    from actloss_bench.backprop import output_grad
-    from actloss_bench.losses import closed_form_gradient
-
-    per_sample = per_sample_loss(cfg(name), None)
-    gradient_of = closed_form_gradient(cfg(name), "linear")
-    gen = torch.Generator().manual_seed(0)
-    for trial in range(40):
-        rows = [128, 96, 80, 33][trial % 4]  # full batches and the odd last one
-        scale = 1 + 3 * (trial % 5)  # logits up to saturation
-        if seeds is None:
-            out = torch.randn(rows, k, generator=gen) * scale
-            target = _targets(name, rows, k, gen)
-            _, expected = output_grad(out, lambda o: per_sample(o, target).mean())
-        else:
-            out = torch.randn(seeds, rows, k, generator=gen) * scale
-            target = _targets(name, seeds * rows, k, gen)
-            _, expected = output_grad(
-                out, lambda o: per_sample(o.flatten(0, 1), target).view(seeds, -1).mean(1))
-        got = gradient_of(out.flatten(0, 1) if seeds else out, target, rows).view(out.shape)
-        assert torch.equal(got, expected), (name, k, seeds, trial)
-
-
-@pytest.mark.parametrize("name,head,options", [
-    ("bce_with_logits", "sigmoid", {}),  # a head in between: autograd
-    ("bce_with_logits", "linear", {"class_weight": "balanced"}),
-    ("bce_with_logits", "linear", {"pos_weight": 3.0}),
-    ("ce", "linear", {"label_smoothing": 0.1}),
-    ("ce", "softmax", {}),
-    ("huber", "linear", {}),  # no closed form written
-    ("focal", "linear", {}),
-])
-def test_closed_form_gradient_is_not_used_where_it_would_differ(name, head, options):
-    from actloss_bench.losses import closed_form_gradient
-
-    assert closed_form_gradient(cfg(name, **options), head) is None
-    if name in ("bce_with_logits", "ce"):  # the head or the option is what turned it off
-        assert closed_form_gradient(cfg(name), "linear") is not None
+@pytest.mark.parametrize("name,out_dim", [("ce", 3), ("nll", 3), ("multi_margin", 3),
+                                          ("focal", 3), ("naive_ce", 3), ("mse", 1),
+                                          ("mse_shape_mismatch", 1), ("kl_div", 3)])
+def test_a_population_loss_is_each_models_own_loss(name, out_dim):
+    """(K, N, O) outputs give each model the loss it would get alone."""
+    kind = "regression" if name.startswith("mse") else "multiclass"
+    y = (torch.randn(3, 8) if kind == "regression" else torch.randint(0, 3, (3, 8)))
+    target = encode_targets(y, kind=kind, loss=name, out_dim=out_dim, n_classes=3)
+    out = torch.randn(3, 8, out_dim)
+    if name in ("nll", "kl_div"):
+        out = F.log_softmax(out, -1)
+    loss = make_loss(cfg(name), kind=kind, out_dim=out_dim, n_classes=3, y_train=y)
+    together = loss(out, target, y)
+    for k in range(3):
+        alone = loss(out[k:k + 1], target[k:k + 1], y[k:k + 1])
+        torch.testing.assert_close(together[k], alone[0])

@@ -18,9 +18,10 @@ def _runs(uri, experiment="actloss_bench"):
 def test_multirun_logs_every_job_with_metrics_tags_and_artifacts(tmp_path, store, small):
     proc = run_cli("actloss-bench", "-m", "activation=relu,sigmoid", "loss=bce_with_logits,bce",
                    "head=linear", "task=binary,imbalanced", "seed=0", *small,
+                   "tracking.log_plots=true",
                    f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/sweep")
     client, runs = _runs(store)
-    parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
+    parents = [r for r in runs if r.data.tags.get("role") == "sweep"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(parents) == 1 and len(children) == 8
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
@@ -44,7 +45,8 @@ def test_multirun_logs_every_job_with_metrics_tags_and_artifacts(tmp_path, store
     assert {"config.yaml", "predictions.csv", "plots"} <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == [
         "plots/diagnostics.png"]
-    assert "8 jobs logged (4 ok, 4 skipped)" in proc.stdout
+    assert "8 runs logged (4 ok, 4 skipped)" in proc.stdout
+    assert "[8/8 jobs, 8/8 models," in proc.stdout  # progress on every job's line
 
 
 def test_joblib_sweep_into_fresh_store_loses_and_misfiles_nothing(tmp_path, store, small):
@@ -69,3 +71,72 @@ def test_rerun_skips_finished_jobs(tmp_path, store, small):
     assert second.stdout.count("[done]") == 2
     _, runs = _runs(store)
     assert len([r for r in runs if r.data.tags.get("mlflow.parentRunId")]) == 2
+
+
+def _by_role(runs):
+    out = {}
+    for r in runs:
+        out.setdefault(r.data.tags.get("role", "model"), []).append(r)
+    return out
+
+
+def test_a_population_logs_its_cell_and_each_seed_as_its_one_seed_run(tmp_path, store, small):
+    """seeds=3 trains one population; each seed is its own run, with the params, job_key and
+    metrics of the run that trains that seed alone."""
+    run_cli("actloss-bench", "-m", "activation=relu,tanh", "seeds=3", "seed=4", *small,
+            "tracking.experiment=pop", f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/a")
+    run_cli("actloss-bench", "-m", "activation=relu", "seed=4,5,6", *small,
+            "tracking.experiment=alone", f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/b")
+    client, runs = _runs(store, "pop")
+    roles = _by_role(runs)
+    assert len(roles["sweep"]) == 1 and len(roles["cell"]) == 2 and len(roles["model"]) == 6
+    cells = {c.info.run_id: c for c in roles["cell"]}
+    assert all(r.data.tags["mlflow.parentRunId"] in cells for r in roles["model"])
+    cell = roles["cell"][0]
+    assert {a.path for a in client.list_artifacts(cell.info.run_id)} >= {
+        "config.yaml", "population.csv", "histories.csv", "predictions.csv"}
+    assert [m.step for m in client.get_metric_history(cell.info.run_id, "val/loss")] == [1, 2, 3]
+    _, alone = _runs(store, "alone")
+    alone = {r.data.params["seed"]: r for r in _by_role(alone)["model"]}
+    together = {r.data.params["seed"]: r for r in roles["model"]
+                if r.data.params["activation"] == "relu"}
+    assert sorted(together) == ["4", "5", "6"]
+    for seed, run in together.items():
+        differ = {k for k in run.data.params if run.data.params[k] != alone[seed].data.params[k]}
+        assert differ == {"tracking.experiment"} and run.data.params.keys() == \
+            alone[seed].data.params.keys()
+        assert run.data.tags["job_key"] == alone[seed].data.tags["job_key"]
+        assert run.data.metrics.keys() == alone[seed].data.metrics.keys()
+        for key, value in alone[seed].data.metrics.items():
+            assert run.data.metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+
+
+def test_a_learning_rate_grid_selects_on_validation_and_logs_the_selected_seeds(tmp_path,
+                                                                               store, small):
+    proc = run_cli("actloss-bench", "-m", "seeds=2", "tune.lr_factors=[0.1,10]", *small,
+                   f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/a")
+    client, runs = _runs(store)
+    roles = _by_role(runs)
+    (cell,) = roles["cell"]
+    lr = float(cell.data.tags["selected_lr"])
+    assert lr in (1e-4, 1e-2) and f"lr {lr:g} selected on val/balanced_accuracy" in proc.stdout
+    assert sorted(r.data.params["optimizer.lr"] for r in roles["model"]) == [str(lr)] * 2
+    assert all(r.data.params["tune.lr_factors"] == "None" for r in roles["model"])
+    table = client.download_artifacts(cell.info.run_id, "population.csv", str(tmp_path))
+    import pandas as pd
+    frame = pd.read_csv(table)
+    assert sorted(frame["lr"].unique()) == [1e-4, 1e-2] and len(frame) == 4
+    assert frame.loc[frame["selected"], "lr"].unique().tolist() == [lr]
+
+
+def test_rerun_of_a_population_sweep_skips_finished_cells(tmp_path, store, small):
+    args = ["actloss-bench", "-m", "activation=relu,tanh", "seeds=2", *small,
+            f"tracking.uri={store}"]
+    run_cli(*args, f"hydra.sweep.dir={tmp_path}/a")
+    second = run_cli(*args, f"hydra.sweep.dir={tmp_path}/b")
+    assert second.stdout.count("[done]") == 2
+    _, runs = _runs(store)
+    roles = _by_role(runs)
+    assert len(roles["cell"]) == 2 and len(roles["model"]) == 4
+    sweeps = {r.data.tags["sweep_id"] for r in roles["sweep"]}
+    assert all(r.data.tags["reused_by_sweeps"] in sweeps for r in roles["cell"])

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from actloss_bench.training import DIVERGED, OK, InvalidCombination, train
+from actloss_bench.training import (DIVERGED, OK, InvalidCombination, Member, train,
+                                    train_population)
 
 
 def test_same_seed_same_numbers(make_cfg):
@@ -55,22 +56,84 @@ def test_invalid_combination_is_refused_before_training(make_cfg):
         train(make_cfg("loss=bce", "head=linear"))
 
 
+def _close(a, b):
+    assert a.status == b.status and len(a.history) == len(b.history)
+    for x, y in zip(a.history + [a.test], b.history + [b.test]):
+        assert x.keys() == y.keys()
+        for k in x:
+            assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-5, nan_ok=True), k
+
+
 @pytest.mark.parametrize("overrides", [
     [],  # binary, bce_with_logits
-    ["task=multiclass", "loss=ce"],
-    ["task=multiclass", "loss=mse"],
-    ["task=regression", "loss=mse", "trainer.grad_clip=0.5"],
+    ["task=multiclass", "loss=ce", "loss.class_weight=balanced"],
+    ["task=imbalanced", "loss=bce_with_logits", "loss.class_weight=balanced"],
+    ["task=multiclass", "head=softmax", "loss=mse", "activation=tanh"],
+    ["task=regression", "loss=huber", "trainer.grad_clip=0.5", "optimizer=sgd"],
 ])
-def test_closed_form_output_gradient_trains_exactly_as_autograd(make_cfg, monkeypatch, overrides):
-    from actloss_bench import losses
-    from actloss_bench.vectorized import train_seeds
-
+def test_a_population_trains_each_model_as_it_would_train_alone(make_cfg, overrides):
     cfg = make_cfg(*overrides)
-    assert losses.closed_form_gradient(cfg.loss, cfg.head.name) is not None
-    fast, fast_seeds = train(cfg), train_seeds(cfg, [0, 1])
-    monkeypatch.setattr(losses, "CLOSED_FORM_GRADIENTS", {})
-    assert losses.closed_form_gradient(cfg.loss, cfg.head.name) is None
-    slow, slow_seeds = train(cfg), train_seeds(cfg, [0, 1])
-    for a, b in [(fast, slow), *zip(fast_seeds, slow_seeds)]:
-        assert a.history == b.history  # every logged number, bit for bit
-        assert a.test == b.test
+    members = [Member(s, lr) for lr in (1e-3, 1e-2) for s in (0, 1, 2)]
+    together = train_population(cfg, members)
+    for m, result in zip(members, together):
+        _close(result, train_population(cfg, [m])[0])
+    assert together[0].history != together[1].history  # seeds differ
+    assert together[0].history != together[3].history  # learning rates differ
+
+
+def test_one_model_matches_the_textbook_loop(make_cfg):
+    """K = 1 is the ordinary nn.Module + torch.optim loop on the same data and batches."""
+    import torch
+    from actloss_bench.model import build_model
+    from actloss_bench.tasks import make_dataset
+
+    cfg = make_cfg("trainer.grad_clip=1.0", "model.depth=2")
+    result = train(cfg)
+    data = make_dataset(cfg.task, cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, in_dim=data.n_features, out_dim=1)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    y = data.y_train.float()[:, None]
+    for _ in range(cfg.trainer.epochs):
+        perm = torch.randperm(len(y), generator=gen)
+        for idx in perm.split(cfg.trainer.batch_size):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                model(data.X_train[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+    with torch.no_grad():
+        p = torch.sigmoid(model(data.X_test))[:, 0].numpy()
+    assert result.predictions["prob_1"].to_numpy() == pytest.approx(p, abs=1e-5)
+
+
+def test_a_diverging_model_leaves_the_others_untouched(make_cfg):
+    cfg = make_cfg("loss=naive_bce", "activation=identity", "optimizer=sgd",
+                   "trainer.epochs=6")
+    calm, wild = Member(0, 0.01), Member(0, 1e4)
+    together = train_population(cfg, [calm, wild])
+    assert together[1].status == DIVERGED and together[1].diverged_at_step is not None
+    _close(together[0], train_population(cfg, [calm])[0])
+    assert together[0].status == OK
+
+
+def test_per_model_clipping_is_torchs_clip_grad_norm():
+    import torch
+    from actloss_bench.training import clip_per_model
+
+    weights = [torch.randn(3, 4, 5, requires_grad=True), torch.randn(3, 1, 5, requires_grad=True)]
+    for w in weights:
+        w.grad = torch.randn_like(w) * torch.tensor([0.01, 1.0, 10.0]).view(3, 1, 1)
+    expected = []
+    for k in range(3):
+        alone = [w.detach()[k].clone().requires_grad_() for w in weights]
+        for a, w in zip(alone, weights):
+            a.grad = w.grad[k].clone()
+        torch.nn.utils.clip_grad_norm_(alone, 0.5)
+        expected.append([a.grad for a in alone])
+    clip_per_model(weights, 0.5)
+    for k in range(3):
+        for w, e in zip(weights, expected[k]):
+            torch.testing.assert_close(w.grad[k], e)

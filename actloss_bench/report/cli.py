@@ -7,18 +7,21 @@ import re
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
-from urllib.parse import unquote, urlparse
 
 import pandas as pd
 from omegaconf import OmegaConf
 
 from actloss_bench.paths import EXPERIMENTS_DIR, RESULTS_DIR
 from actloss_bench.report import figures, render
-from actloss_bench.report.load import RunTable, add_history_stats, histories, load_runs
-from actloss_bench.report.verdict import evaluate_rule
+from actloss_bench.report.load import ModelTable, add_history_stats, histories, load_models
+from actloss_bench.report.load import predictions as load_predictions
+from actloss_bench.report.verdict import decide, evaluate_rule
 from actloss_bench.tracking import resolve_uri
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"
+# The two views of every page: test metrics at the lr selected on validation, and at the
+# configured (default) lr.
+TUNED, DEFAULT = "tuned", "default lr"
 
 
 def experiment_names() -> List[str]:
@@ -32,96 +35,111 @@ def load_experiment(name: str) -> Dict[str, Any]:
                          f"{', '.join(experiment_names())}")
     raw = OmegaConf.load(path)
     return {"claim": OmegaConf.to_container(raw.claim, resolve=False),
-            "tracking_experiment": OmegaConf.select(raw, "tracking.experiment") or name}
+            "tracking_experiment": OmegaConf.select(raw, "tracking.experiment") or name,
+            "tuned": bool(OmegaConf.select(raw, "tune.lr_factors"))}
 
 
 CHOICE_PARAMS = ("arm", "task", "activation", "head", "loss", "optimizer")
 
 
-def cell_columns(table: RunTable) -> List[str]:
-    """The sweep's axes minus the seed. A param that another swept choice fixes (a task's
-    n_classes, an arm's head and loss) is implied by that choice and left out."""
-    cells = [c for c in table.varying_params(table.params) if c != "seed"]
+def cell_columns(table: ModelTable) -> List[str]:
+    """The sweep's axes. A param that another swept choice fixes (a task's n_classes, an arm's
+    head and loss) is implied by that choice and left out."""
+    frame = table.models
+    cells = table.varying_params()
     choices = [c for c in CHOICE_PARAMS if c in cells]
 
     def implied(c: str) -> bool:
-        # A choice can only be implied by one listed before it (arm fixes head and loss).
         by = choices[:choices.index(c)] if c in choices else choices
-        return any(table.runs.groupby(g)[c].nunique(dropna=False).max() == 1 for g in by)
+        return any(frame.groupby(g)[c].nunique(dropna=False).max() == 1 for g in by)
 
     return [c for c in cells if not implied(c)]
 
 
-def _local_path(artifact_uri: str, name: str) -> Optional[Path]:
-    parsed = urlparse(artifact_uri)
-    if parsed.scheme in ("", "file"):
-        return Path(unquote(parsed.path)) / name
-    return None
-
-
-def _predictions(row, uri: str) -> Optional[pd.DataFrame]:
-    path = _local_path(row.artifact_uri, "predictions.csv")
-    if path is None:  # served by a tracking server
-        import mlflow
-
-        path = Path(mlflow.artifacts.download_artifacts(
-            run_id=row.run_id, artifact_path="predictions.csv", tracking_uri=uri))
-    return pd.read_csv(path) if path.is_file() else None
+def views(table: ModelTable, tuned: bool) -> Dict[str, pd.DataFrame]:
+    """The models each view reads: at the validation-selected lr, and at the default lr."""
+    m = table.models
+    out = {TUNED: m[m["selected"].astype(bool)]}
+    if tuned:
+        out[DEFAULT] = m[(m["lr"] - m["default_lr"]).abs() <= 1e-12 * m["default_lr"]]
+    return out
 
 
 def report_experiment(name: str, uri: str, out_dir: Path) -> Dict[str, str]:
     spec = load_experiment(name)
     claim, verdict_cfg = spec["claim"], spec["claim"].get("verdict", {})
-    table = load_runs(uri, spec["tracking_experiment"])
+    table = load_models(uri, spec["tracking_experiment"])
     page_dir = out_dir / name
     page_dir.mkdir(parents=True, exist_ok=True)
     short_claim = re.split(r"[:.] ", claim.get("text", ""))[0].strip().rstrip(".")
-    if table.runs.empty:
+    if table.models.empty:
         (page_dir / "README.md").write_text(
-            f"# {name}: not run\n\n> {claim.get('text', '')}\n\nNo finished runs in "
+            f"# {name}: not run\n\n> {claim.get('text', '').strip()}\n\nNo finished cells in "
             f"{uri}. Run `actloss-bench -m experiment={name}` first.\n")
-        return {"name": name, "claim": short_claim, "verdict": "not run", "why": "no runs"}
+        return {"name": name, "claim": short_claim, "verdict": "not run", "effect": "",
+                "where": "", "seeds": "0"}
 
     rules = verdict_cfg.get("rules", [])
+    curve = verdict_cfg.get("curve")
     history_stats = sorted({r["metric"] for r in rules if ":" in r["metric"]})
-    add_history_stats(table, history_stats)
-    results = [evaluate_rule(table.runs, r) for r in rules]
+    hist = histories(table) if (history_stats or curve) else pd.DataFrame()
+    add_history_stats(table, hist, history_stats)
+    results = {}
+    for view, models in views(table, spec["tuned"]).items():
+        results[view] = [evaluate_rule(models, r) for r in rules]
+        decide(results[view])
+    tuned = results[TUNED]
     cells = cell_columns(table)
-    metrics = [r.metric for r in results if r.metric not in render.SUMMARY_METRICS]
-    summary = render.summary_table(table.runs, cells, render.SUMMARY_METRICS + metrics)
+    selected = views(table, False)[TUNED]
+    metrics = [r.metric for r in tuned if r.metric not in render.SUMMARY_METRICS]
+    summary = render.summary_table(selected, cells, render.SUMMARY_METRICS + metrics)
     summary.to_csv(page_dir / "summary.csv", index=False)
 
-    made = [figures.effect_plot(results, page_dir / "effect.png")]
-    curve = verdict_cfg.get("curve")
-    if curve:
-        hist = histories(table, curve)
+    made = []
+    if curve and not hist.empty:
+        chosen = hist.merge(selected[["cell_run_id", "seed", "lr"]],
+                            on=["cell_run_id", "seed", "lr"])
         facets = list(rules[0].get("condition") or [])
-        made.append(figures.curves_plot(table.runs, hist, curve, cells, facets,
-                                        page_dir / "curves.png"))
+        made.append(figures.curves_plot(chosen, curve, cells, facets, page_dir / "curves.png"))
+    made.append(figures.effect_plot(tuned, page_dir / "effect.png"))
     heat = verdict_cfg.get("heatmap")
     if heat:
-        made.append(figures.heatmap_plot(table.runs, heat["rows"], heat["cols"], heat["metric"],
+        made.append(figures.heatmap_plot(selected, heat["rows"], heat["cols"], heat["metric"],
                                          heat.get("transform"), page_dir / "heatmap.png"))
     if verdict_cfg.get("reliability"):
+        preds = load_predictions(table)
         pooled = {}
-        for cell, rows in table.runs.groupby(cells) if cells else [("all", table.runs)]:
-            frames = [f for f in (_predictions(r, uri) for r in rows.itertuples()) if f is not None]
+        for cell, rows in selected.groupby(cells) if cells else [("all", selected)]:
+            frames = [preds[c] for c in rows["cell_run_id"].unique() if c in preds]
             if frames:
                 label = ", ".join(map(str, cell)) if isinstance(cell, tuple) else str(cell)
                 pooled[label] = pd.concat(frames)
         if pooled:
             made.append(figures.reliability_plot(pooled, page_dir / "reliability.png"))
 
-    diag_counts = {d: int(table.runs[d].sum()) for d in
-                   ("collapsed", "dead_units", "vanishing_gradients", "saturated", "diverged",
-                    "overconfident", "underconfident") if table.runs[d].sum() > 0}
-    profile = ",".join(sorted(table.runs["profile"].unique())) if "profile" in table.runs else "?"
-    page = render.experiment_page(name, claim, results, summary, cells, table.counts, made,
-                                  table.runs["seed"].nunique(), profile, diag_counts)
+    seeds = int(selected.groupby("cell_run_id")["seed"].nunique().min())
+    profile = ",".join(sorted(selected["profile"].astype(str).unique())) \
+        if "profile" in selected else "?"
+    page = render.experiment_page(name, claim, results, summary, cells, table, made, seeds,
+                                  profile, spec["tuned"])
     (page_dir / "README.md").write_text(page)
-    head = results[0]
-    return {"name": name, "claim": short_claim, "verdict": render.verdict_word(head),
-            "why": f"{head.name}: {head.explanation}"}
+    entry = render.index_entry(name, short_claim, tuned[0], seeds)
+    publish(table, claim, entry, page_dir)
+    return entry
+
+
+def publish(table: ModelTable, claim: Dict[str, Any], entry: Dict[str, str],
+            page_dir: Path) -> None:
+    """Put the verdict where MLflow's reviewers look: the experiment's description (claim and
+    verdict) and the page with its figures as artifacts of the sweep's parent run."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=table.uri)
+    client.set_experiment_tag(table.experiment_id, "mlflow.note.content",
+                              f"{claim.get('text', '').strip()}\n\n**Verdict: {entry['verdict']}"
+                              f"** ({entry['rule']}: effect {entry['effect']}; holds: "
+                              f"{entry['where']}; {entry['seeds']} seeds per cell)")
+    client.log_artifacts(table.sweep_run_id, str(page_dir), "report")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -143,7 +161,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     entries = []
     for n in names:
         entry = report_experiment(n, uri, args.out)
-        print(f"{n}: {entry['verdict']} — {entry['why']}")
+        print(f"{n}: {entry['verdict']} — {entry['effect']} {entry['where']}".rstrip())
         entries.append(entry)
     if args.all:
         (args.out / "README.md").write_text(render.index_page(entries))

@@ -13,9 +13,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from actloss_bench.metrics import reliability_bins  # noqa: E402
-from actloss_bench.report.verdict import REPRODUCED, RuleResult  # noqa: E402
+from actloss_bench.report.verdict import HOLDS, OPPOSITE, RuleResult  # noqa: E402
 
-OUTCOME_COLOURS = {REPRODUCED: "tab:red", "opposite": "tab:blue"}
+OUTCOME_COLOURS = {HOLDS: "tab:red", OPPOSITE: "tab:blue"}
 
 
 def _natural(key) -> tuple:
@@ -62,11 +62,12 @@ def effect_plot(results: List[RuleResult], path: Path) -> str:
     return _save(fig, path)
 
 
-def curves_plot(runs: pd.DataFrame, hist: Dict[str, np.ndarray], metric: str,
-                cell_cols: List[str], facet_cols: List[str], path: Path) -> str:
-    """Mean over seeds of a per-epoch metric, one line per cell, one panel per facet value."""
+def curves_plot(hist: pd.DataFrame, metric: str, cell_cols: List[str], facet_cols: List[str],
+                path: Path) -> str:
+    """A per-epoch metric at the selected learning rate: the mean over seeds with a band of
+    +-1 standard error, one line per cell, one panel per facet value."""
     facet_cols = [c for c in facet_cols if c in cell_cols]
-    facets = (runs.groupby(facet_cols, sort=False) if facet_cols else [((), runs)])
+    facets = (hist.groupby(facet_cols, sort=False) if facet_cols else [((), hist)])
     facets = sorted(facets, key=lambda kv: _natural(kv[0]))[:9]
     ncols = min(3, len(facets))
     nrows = int(np.ceil(len(facets) / ncols))
@@ -74,20 +75,17 @@ def curves_plot(runs: pd.DataFrame, hist: Dict[str, np.ndarray], metric: str,
     line_cols = [c for c in cell_cols if c not in facet_cols]
     for ax, (key, part) in zip(axes.flat, facets):
         for cell, rows in (part.groupby(line_cols) if line_cols else [((), part)]):
-            series = [hist[r] for r in rows["run_id"] if len(hist.get(r, ())) > 0]
-            if not series:
-                continue
-            length = max(len(s) for s in series)
-            padded = np.full((len(series), length), np.nan)
-            for i, s in enumerate(series):
-                padded[i, :len(s)] = s
+            by_epoch = rows.groupby("epoch")[metric]
+            mean, sem = by_epoch.mean(), by_epoch.sem().fillna(0)
             cell = cell if isinstance(cell, tuple) else (cell,)
             label = ", ".join(str(c) for c in cell) or "all"
-            ax.plot(np.arange(1, length + 1), np.nanmean(padded, 0), label=label)
+            line, = ax.plot(mean.index, mean.to_numpy(), label=label)
+            ax.fill_between(mean.index, (mean - sem).to_numpy(), (mean + sem).to_numpy(),
+                            color=line.get_color(), alpha=0.2, lw=0)
         key = key if isinstance(key, tuple) else (key,)
         ax.set_title(", ".join(f"{c}={k}" for c, k in zip(facet_cols, key)) or metric, fontsize=8)
         ax.set_xlabel("epoch", fontsize=8)
-        ax.set_ylabel(metric, fontsize=8)
+        ax.set_ylabel(f"{metric} (mean ± s.e. over seeds)", fontsize=8)
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(facets):]:
         ax.set_visible(False)

@@ -1,91 +1,164 @@
-"""Read an experiment's runs from MLflow into one pandas row per finished job.
+"""Read an experiment's models from MLflow into pandas: one row per model of every cell.
 
-Only the latest finished attempt of each job (``job_key``) counts; parent runs, skipped
-(invalid) cells, failed and superseded attempts are counted but left out of the table.
+Each population job logs a cell-level run (``role=cell``) whose ``population.csv`` holds every
+model's final validation and test metrics. The report pools the cells of one definition only:
+those of the experiment's most recent sweep, including the finished cells that sweep found and
+reused (``reused_by_sweeps``). Cells of earlier sweeps are left out and listed, with whether
+their definition (resolved config minus seeds and swept values) differs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List
+from pathlib import Path
+from typing import Dict, List, Optional
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
 
+from actloss_bench import tracking
 from actloss_bench.diagnoses import DIAGNOSES
-
-# Params that identify a run's data draw rather than a cell of the sweep.
-SEED_COLUMNS = ("seed",)
 
 
 @dataclass
-class RunTable:
-    runs: pd.DataFrame  # one row per finished job (status ok or diverged)
-    counts: Dict[str, int] = field(default_factory=dict)  # all jobs by status
+class ModelTable:
+    models: pd.DataFrame  # one row per model: cell params, seed, lr, status, metrics
+    cells: List[object] = field(default_factory=list)  # the pooled cell runs
     uri: str = ""
+    sweep_id: str = ""
+    definition: str = ""
+    sweep_run_id: str = ""  # the latest sweep's parent run
     experiment_id: str = ""
-    params: List[str] = field(default_factory=list)  # the config params logged by every run
+    counts: Dict[str, int] = field(default_factory=dict)  # pooled cells by status
+    left_out: List[str] = field(default_factory=list)  # what was not pooled, and why
+    params: List[str] = field(default_factory=list)  # the config params of the cells
 
-    def varying_params(self, params: List[str]) -> List[str]:
-        """Params that take more than one value across the runs (the sweep's axes)."""
-        return [p for p in params if p in self.runs and self.runs[p].nunique(dropna=False) > 1]
-
-
-def load_runs(uri: str, experiment: str) -> RunTable:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return RunTable(pd.DataFrame(), {}, uri, "")
-    rows, params = [], set()
-    for run in _all_runs(client, exp.experiment_id):
-        tags = run.data.tags
-        if "job_key" not in tags or "superseded_by" in tags:
-            continue
-        row = {"run_id": run.info.run_id, "start_time": run.info.start_time,
-               "status": tags.get("status", "running"), "job_key": tags["job_key"],
-               "diagnosis": tags.get("diagnosis", ""), "combo": tags.get("combo", ""),
-               "diverged_at_step": tags.get("diverged_at_step"),
-               "artifact_uri": run.info.artifact_uri}
-        row.update(run.data.params)
-        params.update(run.data.params)
-        row.update(run.data.metrics)
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return RunTable(frame, {}, uri, exp.experiment_id)
-    frame = frame.sort_values("start_time").drop_duplicates("job_key", keep="last")
-    counts = frame["status"].value_counts().to_dict()
-    frame = frame[frame["status"].isin(["ok", "diverged"])].copy()
-    frame["diverged"] = (frame["status"] == "diverged").astype(float)
-    for name in DIAGNOSES:
-        frame[name] = frame["diagnosis"].fillna("").str.split(",").apply(
-            lambda ds, n=name: float(n in ds))
-    if "seed" in frame:
-        frame["seed"] = frame["seed"].astype(int)
-    return RunTable(frame.reset_index(drop=True), counts, uri, exp.experiment_id, sorted(params))
+    def varying_params(self) -> List[str]:
+        """Params that take more than one value across the cells (the sweep's axes)."""
+        frame = self.models
+        return [p for p in self.params if p in frame and frame[p].nunique(dropna=False) > 1
+                and p not in ("seed", "optimizer.lr")]
 
 
-def _all_runs(client, experiment_id: str):
+def _all_runs(client, experiment_id: str, filter_string: str):
     token = None
     while True:
-        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
+        page = client.search_runs([experiment_id], filter_string=filter_string,
+                                  max_results=1000, page_token=token)
         yield from page
         token = page.token
         if not token:
             return
 
 
-def histories(table: RunTable, metric: str) -> Dict[str, np.ndarray]:
-    """Per-epoch values of ``metric`` for every run of the table, by run id."""
+def artifact_path(uri: str, run, name: str) -> Optional[Path]:
+    """A run's artifact as a local file (downloaded when a tracking server holds it)."""
+    parsed = urlparse(run.info.artifact_uri)
+    if parsed.scheme in ("", "file"):
+        path = Path(unquote(parsed.path)) / name
+        return path if path.is_file() else None
+    import mlflow
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                        artifact_path=name, tracking_uri=uri))
+    except Exception:  # not there: the cell crashed before writing it
+        return None
+
+
+def load_models(uri: str, experiment: str) -> ModelTable:
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=table.uri)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return ModelTable(pd.DataFrame(), uri=uri)
+    sweeps = sorted(_all_runs(client, exp.experiment_id, f"tags.{tracking.TAG_ROLE} = 'sweep'"),
+                    key=lambda r: r.info.start_time)
+    cells = list(_all_runs(client, exp.experiment_id, f"tags.{tracking.TAG_ROLE} = 'cell'"))
+    if not sweeps:
+        return ModelTable(pd.DataFrame(), uri=uri)
+    latest = sweeps[-1].data.tags
+    sweep_id, definition = latest[tracking.TAG_SWEEP], latest.get(tracking.TAG_DEFINITION, "")
+
+    def in_sweep(run) -> bool:
+        tags = run.data.tags
+        return (tags.get(tracking.TAG_SWEEP) == sweep_id
+                or sweep_id in tags.get(tracking.TAG_REUSED, "").split(","))
+
+    pooled = [r for r in cells if in_sweep(r) and "superseded_by" not in r.data.tags]
+    left_out = _left_out([r for r in cells if r not in pooled], definition)
+    counts: Dict[str, int] = {}
+    for r in pooled:
+        status = r.data.tags.get(tracking.TAG_STATUS, "running")
+        counts[status] = counts.get(status, 0) + 1
+    frames, params = [], set()
+    for run in pooled:
+        if run.data.tags.get(tracking.TAG_STATUS) != "ok":
+            continue
+        path = artifact_path(uri, run, "population.csv")
+        if path is None:
+            continue
+        frame = pd.read_csv(path)
+        cell_params = {k: v for k, v in run.data.params.items()
+                       if k not in ("seed", "seeds", "optimizer.lr")}
+        params.update(cell_params)
+        frame = frame.assign(**cell_params, cell_run_id=run.info.run_id,
+                             default_lr=float(run.data.params["optimizer.lr"]))
+        frames.append(frame)
+    models = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not models.empty:
+        models["optimizer.lr"] = models["lr"].map(lambda v: f"{v:g}")
+        models["diverged"] = (models["status"] == "diverged").astype(float)
+        diagnosis = models["diagnosis"].fillna("").str.split(",")
+        for name in DIAGNOSES:
+            models[name] = diagnosis.apply(lambda ds, n=name: float(n in ds))
+        # A diverged model is a failure for every failure rate, collapse included.
+        models["collapsed"] = np.maximum(models["collapsed"], models["diverged"])
+        models["seed"] = models["seed"].astype(int)
+    return ModelTable(models, pooled, uri, sweep_id, definition, sweeps[-1].info.run_id,
+                      exp.experiment_id, counts, left_out, sorted(params))
+
+
+def _left_out(runs, definition: str) -> List[str]:
+    """One line per earlier sweep whose cells are not pooled, with the reason."""
+    by_sweep: Dict[str, List[object]] = {}
+    for r in runs:
+        by_sweep.setdefault(r.data.tags.get(tracking.TAG_SWEEP, "?"), []).append(r)
+    lines = []
+    for sweep, rs in sorted(by_sweep.items()):
+        other = rs[0].data.tags.get(tracking.TAG_DEFINITION) != definition
+        why = ("another definition (changed config, profile or command-line overrides)"
+               if other else "an earlier sweep of the same definition, not part of the latest")
+        lines.append(f"{len(rs)} cell run(s) of sweep {sweep}: {why}")
+    return lines
+
+
+def histories(table: ModelTable) -> pd.DataFrame:
+    """Every pooled model's per-epoch metrics (``histories.csv`` of each cell), with the cell's
+    params."""
+    frames = []
+    for run in table.cells:
+        path = artifact_path(table.uri, run, "histories.csv")
+        if path is None:
+            continue
+        cell = table.models[table.models["cell_run_id"] == run.info.run_id]
+        if cell.empty:
+            continue
+        frame = pd.read_csv(path)
+        keep = {p: cell[p].iloc[0] for p in table.params if p in cell}
+        frames.append(frame.assign(**keep, cell_run_id=run.info.run_id))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def predictions(table: ModelTable) -> Dict[str, pd.DataFrame]:
+    """The selected models' test predictions per cell run (``predictions.csv``)."""
     out = {}
-    for run_id in table.runs["run_id"]:
-        points = sorted(client.get_metric_history(run_id, metric), key=lambda m: m.step)
-        out[run_id] = np.array([m.value for m in points], dtype=float)
+    for run in table.cells:
+        path = artifact_path(table.uri, run, "predictions.csv")
+        if path is not None:
+            out[run.info.run_id] = pd.read_csv(path)
     return out
 
 
@@ -99,11 +172,13 @@ def jitter(values: np.ndarray, tail: float = 1 / 3) -> float:
     return float(np.mean(np.abs(np.diff(last))) / (np.mean(np.abs(last)) + 1e-12))
 
 
-def add_history_stats(table: RunTable, names: List[str]) -> None:
-    """Add columns like ``jitter:val/mae`` computed from each run's metric history."""
+def add_history_stats(table: ModelTable, hist: pd.DataFrame, names: List[str]) -> None:
+    """Add columns like ``jitter:val/mae`` computed from each model's metric history."""
     for name in names:
         stat, metric = name.split(":", 1)
         if stat != "jitter":
             raise ValueError(f"unknown history statistic {stat!r} in {name!r}; known: jitter")
-        hist = histories(table, metric)
-        table.runs[name] = table.runs["run_id"].map(lambda r: jitter(hist[r]))
+        values = (hist.sort_values("epoch").groupby(["cell_run_id", "seed", "lr"])[metric]
+                  .apply(lambda v: jitter(v.to_numpy(dtype=float))))
+        index = pd.MultiIndex.from_frame(table.models[["cell_run_id", "seed", "lr"]])
+        table.models[name] = values.reindex(index).to_numpy()

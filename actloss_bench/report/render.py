@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from actloss_bench.diagnoses import DIAGNOSES, thresholds_table
-from actloss_bench.report.verdict import RuleResult, mean_ci
+from actloss_bench.report.verdict import DECISION_RULE, RuleResult, bootstrap_ci
 
 SUMMARY_METRICS = ["test/accuracy", "test/balanced_accuracy", "test/minority_recall",
                    "test/pr_auc", "test/ece", "test/nll", "test/mean_confidence", "test/rmse",
@@ -18,18 +18,19 @@ SUMMARY_METRICS = ["test/accuracy", "test/balanced_accuracy", "test/minority_rec
 
 
 def summary_table(runs: pd.DataFrame, cells: List[str], metrics: List[str]) -> pd.DataFrame:
-    """Mean and 95% CI half-width over seeds per cell, with run counts."""
+    """Mean and 95% bootstrap CI over seeds per cell, with model counts."""
     rows = []
     groups = runs.groupby(cells, sort=True) if cells else [((), runs)]
     for key, part in groups:
         key = key if isinstance(key, tuple) else (key,)
         row: Dict[str, Any] = dict(zip(cells, key))
-        row["n_runs"] = len(part)
+        row["models"] = len(part)
         for m in metrics:
             if m in part:
-                mean, lo, hi = mean_ci(part[m].astype(float))
-                row[m] = mean
-                row[f"{m} ci95"] = (hi - lo) / 2 if math.isfinite(hi - lo) else math.nan
+                values = part[m].astype(float)
+                values = values[np.isfinite(values)].to_numpy()
+                row[m] = float(values.mean()) if len(values) else math.nan
+                row[f"{m} low"], row[f"{m} high"] = bootstrap_ci(values, np.mean)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -58,16 +59,17 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def _with_ci(summary: pd.DataFrame, cells: List[str], metrics: List[str]) -> pd.DataFrame:
-    out = summary[cells + ["n_runs"]].copy()
+    out = summary[cells + ["models"]].copy()
     for m in metrics:
         if m in summary and summary[m].notna().any():
-            out[m] = [f"{_fmt(v)} ± {_fmt(h)}" if math.isfinite(h) else _fmt(v)
-                      for v, h in zip(summary[m], summary[f"{m} ci95"])]
+            out[m] = [f"{_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(lo) else _fmt(v)
+                      for v, lo, hi in zip(summary[m], summary[f"{m} low"],
+                                           summary[f"{m} high"])]
     return out
 
 
-RULE_COLUMNS = ["rule", "condition", "pairs", "a (mean)", "b (mean)", "effect", "95% CI",
-                "margin", "outcome"]
+RULE_COLUMNS = ["rule", "condition", "seeds", "a (mean)", "b (mean)", "effect", "95% CI",
+                "P(a worse)", "p (Holm)", "margin", "outcome"]
 
 
 def rule_table(results: List[RuleResult]) -> pd.DataFrame:
@@ -75,70 +77,128 @@ def rule_table(results: List[RuleResult]) -> pd.DataFrame:
     for r in results:
         for g in r.groups:
             rows.append([r.name, g.label, g.n, g.a_mean, g.b_mean, g.mean,
-                         f"[{_fmt(g.ci_low)}, {_fmt(g.ci_high)}]", r.margin, g.outcome])
+                         f"[{_fmt(g.ci_low)}, {_fmt(g.ci_high)}]",
+                         f"{_fmt(g.p_worse, 2)} [{_fmt(g.p_worse_low, 2)}, "
+                         f"{_fmt(g.p_worse_high, 2)}]", g.p_holm, r.margin, g.outcome])
         if not r.groups:  # say so, rather than drop the rule from the evidence
-            rows.append([r.name, "-", 0, math.nan, math.nan, math.nan, "-", r.margin,
-                         r.explanation])
+            rows.append([r.name, "-", 0, math.nan, math.nan, math.nan, "-", "-", math.nan,
+                         r.margin, r.explanation])
     return pd.DataFrame(rows, columns=RULE_COLUMNS)
 
 
-def verdict_word(r: RuleResult) -> str:
-    return f"{r.verdict} (contradicted)" if r.contradicted and r.verdict != "depends" else r.verdict
+def headline(r: RuleResult) -> str:
+    """One plain sentence: the effect where the claim holds best (or at its first condition),
+    with its interval, P(worse) and seeds, and where it holds."""
+    if not r.groups:
+        return f"{r.name}: no paired runs."
+    g = max(r.held or r.groups, key=lambda g: g.mean if math.isfinite(g.mean) else -math.inf)
+    cond = f" at {g.label}" if g.condition else ""
+    effect = "worse by" if r.claim == "worse" else "differs by"
+    text = (f"{r.a_label} vs {r.b_label}{cond}: {r.metric} {_fmt(g.a_mean)} vs "
+            f"{_fmt(g.b_mean)}, {effect} {_fmt(g.mean)} [{_fmt(g.ci_low)}, {_fmt(g.ci_high)}], "
+            f"P(worse) {_fmt(g.p_worse, 2)} over {g.n} seeds")
+    if len(r.groups) > 1:
+        text += f"; {r.explanation}"
+    return text + "."
 
 
-def experiment_page(name: str, claim: Mapping[str, Any], results: List[RuleResult],
-                    summary: pd.DataFrame, cells: List[str], counts: Mapping[str, int],
-                    figures: List[str], n_seeds: int, profile: str,
-                    diagnoses: Mapping[str, int]) -> str:
-    head = results[0]
+def experiment_page(name: str, claim: Mapping[str, Any], results: Dict[str, List[RuleResult]],
+                    summary: pd.DataFrame, cells: List[str], table, figures: List[str],
+                    n_seeds: int, profile: str, tuned: bool) -> str:
+    views = list(results)
+    main = results[views[0]]
+    head = main[0]
     shown_metrics = []
-    for r in results:
-        m = r.metric.split(":")[-1] if ":" not in r.metric else r.metric
-        if m not in shown_metrics:
-            shown_metrics.append(m)
+    for r in main:
+        if r.metric not in shown_metrics:
+            shown_metrics.append(r.metric)
     for m in ("test/accuracy", "test/ece", "test/rmse", "dead/fraction", "diverged"):
         if m not in shown_metrics and m in summary and summary[m].notna().any() and \
                 len(shown_metrics) < 6:
             shown_metrics.append(m)
-    lines = [
-        f"# {name}: {verdict_word(head)}", "",
-        f"> {claim.get('text', '').strip()}", "",
-        f"Source: {claim.get('source', '').strip()}", "",
-        f"Run: `actloss-bench -m experiment={name}` (profile `{profile}`: "
-        f"{sum(counts.values())} jobs, {n_seeds} seeds; "
-        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + ").", "",
-        "## Verdict", "",
-        f"**{verdict_word(head)}** — {head.name}: {head.explanation}.", "",
-    ]
-    for r in results[1:]:
-        lines.append(f"- {r.name}: **{verdict_word(r)}** — {r.explanation}.")
-    lines += ["", "How it is computed: per rule, the metric of cells *a* (the choice the claim "
-              "warns against) and *b* (the recommended one) is paired by seed within each "
-              "condition; *effect* is how much worse *a* is (for `equivalent` claims: a − b), "
-              "with a 95% t-interval over seeds. A condition reproduces the claim when the "
-              "effect is at least the margin and the interval excludes 0 (equivalence: the "
-              "interval lies within ±margin).", "",
-              "## Evidence", "", markdown_table(rule_table(results)), "",
-              "## Results per cell (mean ± 95% CI over seeds)", "",
+    sentence = f"**{head.verdict}**: {headline(head)}"
+    if tuned and len(views) > 1:
+        untuned = results[views[1]][0]
+        if untuned.verdict != head.verdict:
+            sentence += (f" At the default learning rate the verdict would be "
+                         f"**{untuned.verdict}**: the folklore's setting decides it.")
+        else:
+            sentence += " The default learning rate gives the same verdict."
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(table.counts.items()))
+    lines = [f"# {name}: {head.verdict}", "", sentence, ""]
+    if figures:
+        lines += [f"![{figures[0]}]({figures[0]})", ""]
+    lines += [f"> {claim.get('text', '').strip()}", "",
+              f"Source: {claim.get('source', '').strip()}", "",
+              f"Run: `actloss-bench -m experiment={name}` (profile `{profile}`; sweep "
+              f"`{table.sweep_id}`, definition `{table.definition}`; {len(table.cells)} cells: "
+              f"{counts}; {n_seeds} seeds per cell, paired across arms; "
+              + ("learning rate tuned per arm and condition on the validation split)."
+                 if tuned else "the learning rate is a condition of the claim, not tuned)."),
+              ""]
+    lines += ["## Verdict", ""]
+    for view in views:
+        for r in results[view]:
+            lines.append(f"- {view}: {r.name}: **{r.verdict}** — {r.explanation}.")
+    lines += ["", f"Decision rule: {DECISION_RULE}", ""]
+    for view in views:
+        lines += [f"## Evidence ({view})", "", markdown_table(rule_table(results[view])), ""]
+    lines += ["## Results per cell at the selected learning rate (mean [95% CI] over seeds)", "",
               markdown_table(_with_ci(summary, cells, shown_metrics)), "",
               "All columns: [summary.csv](summary.csv).", ""]
-    if diagnoses:
-        lines += ["Diagnoses over all runs (thresholds in `actloss_bench/diagnoses.py`): " +
-                  ", ".join(f"{k} x{v}" for k, v in diagnoses.items()) + ".", ""]
-    lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
+    if table.left_out:
+        lines += ["## Left out", "", "Runs in the store that this verdict does not pool:", ""]
+        lines += [f"- {line}" for line in table.left_out] + [""]
+    if tuned:
+        edge = grid_edges(table.models)
+        lines += [f"Selected learning rates: {edge} (at an edge, the best lr may lie beyond the "
+                  "grid).", ""]
+    short = table.models.groupby("cell_run_id")["seed"].nunique()
+    if short.nunique() > 1:
+        lines += [f"Cells with fewer seeds than others: {int((short < short.max()).sum())}.", ""]
+    lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures[1:]] + [""]
     return "\n".join(lines)
+
+
+def grid_edges(models: pd.DataFrame) -> str:
+    """How many cells selected the lowest or the highest learning rate of their grid."""
+    low = high = 0
+    cells = models.groupby("cell_run_id")
+    for _, cell in cells:
+        chosen = cell.loc[cell["selected"].astype(bool), "lr"]
+        if chosen.empty:
+            continue
+        low += chosen.iloc[0] == cell["lr"].min()
+        high += chosen.iloc[0] == cell["lr"].max()
+    return (f"{len(cells) - low - high} of {len(cells)} cells inside the grid, {low} at its "
+            f"lowest point, {high} at its highest")
+
+
+def index_entry(name: str, claim: str, rule: RuleResult, seeds: int) -> Dict[str, str]:
+    g = (max(rule.held or rule.groups, key=lambda g: g.mean if math.isfinite(g.mean)
+             else -math.inf) if rule.groups else None)
+    effect = (f"{_fmt(g.mean)} [{_fmt(g.ci_low)}, {_fmt(g.ci_high)}]" if g is not None else "")
+    where = ("; ".join(x.label for x in rule.held) if rule.held and len(rule.groups) > 1
+             else ("everywhere tested" if rule.held else "nowhere tested"))
+    return {"name": name, "claim": claim, "verdict": rule.verdict, "effect": effect,
+            "where": where, "seeds": str(seeds), "rule": rule.name}
 
 
 def index_page(entries: List[Dict[str, str]]) -> str:
     lines = ["# actloss_bench results", "",
              "Generated by `actloss-report --all` from the runs in MLflow (`make run` regenerates "
              "everything at the quick profile). Each verdict is computed from the data by the "
-             "rule in `experiments/<name>.yaml`; see each page for the evidence.", "",
-             "| experiment | claim | verdict | why |", "|---|---|---|---|"]
+             "primary rule in `experiments/<name>.yaml` (the effect is how much worse the "
+             "warned-against choice is, with its 95% interval, where the claim holds best); "
+             "see each page for every rule and the default-learning-rate view.", "",
+             "| claim | verdict | effect [95% CI] | where it holds | seeds |",
+             "|---|---|---|---|---|"]
     for e in entries:
-        lines.append(f"| [{e['name']}]({e['name']}/README.md) | {_cell(e['claim'])} | "
-                     f"**{e['verdict']}** | {_cell(e['why'])} |")
+        lines.append(f"| [{e['name']}]({e['name']}/README.md): {_cell(e['claim'])} | "
+                     f"**{e['verdict']}** | {_cell(e['effect'])} | {_cell(e['where'])} | "
+                     f"{e['seeds']} |")
     t = thresholds_table()
-    lines += ["", "Diagnosis thresholds: " + ", ".join(f"{k}={v}" for k, v in t.items()) + ".",
+    lines += ["", f"Decision rule: {DECISION_RULE}", "",
+              "Diagnosis thresholds: " + ", ".join(f"{k}={v}" for k, v in t.items()) + ".",
               f"Diagnoses: {', '.join(DIAGNOSES)}.", ""]
     return "\n".join(lines)

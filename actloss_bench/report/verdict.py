@@ -1,21 +1,33 @@
-"""Verdicts computed from a run table and an experiment's rules; never typed in.
+"""Verdicts computed from a table of models and an experiment's rules; never typed in.
 
 A rule compares one metric between two sets of cells, ``a`` (the choice the folklore warns
 against) and ``b`` (the recommended one), paired by seed within each value of the rule's
-``condition`` params. Per condition group the paired differences give a mean and a 95%
-t-interval; the claim holds there when the effect is at least ``margin`` in the claimed
-direction and the interval excludes zero (``claim: worse``), or when the whole interval lies
-within +-margin (``claim: equivalent``).
+``condition`` params. The decision rule, written once (README and every page quote
+:data:`DECISION_RULE`):
+
+- effect ``d`` per seed: how much worse ``a`` is than ``b`` (``claim: worse``), or ``a - b``
+  (``claim: equivalent``); a diverged model scores the worst value of its metric, never dropped;
+- its mean with a 95% paired bootstrap interval (percentile, 10,000 resamples; for a rate
+  against a constant, the Wilson interval), and P(a worse than b) = the share of seeds where a
+  is worse (ties count half) with its bootstrap interval;
+- a one-sided sign-flip permutation test of ``d > 0`` (exact over 2^n sign flips), Holm-corrected
+  across every condition of every rule of the claim;
+- a condition *reproduces* the claim when the corrected p < 0.05 and the mean effect is at least
+  the margin; it shows the *opposite* when the whole interval lies below 0 and the mean is at
+  least the margin the other way; it shows *no effect* when the whole interval lies below the
+  margin; else it is *undecided*. ``equivalent`` claims
+  hold where the interval lies within +-margin and fail where the corrected two-sided p < 0.05
+  with |mean| >= margin.
+- a rule: ``reproduced`` when every condition reproduces; ``contradicted`` when none does and
+  one shows the opposite; ``not reproduced`` when every condition shows no effect; ``depends``
+  when some reproduce and the others decisively do not (the page names where it holds);
+  ``inconclusive`` otherwise.
 
 Rule keys: ``metric``; ``claim`` (worse | equivalent); ``a``/``b`` (param filters);
-``b_metric`` (compare with another metric of a's runs) or ``b_value`` (a constant) instead of
+``b_metric`` (compare with another metric of a's models) or ``b_value`` (a constant) instead of
 ``b``; ``higher_is_better`` (default true); ``transform`` (log10); ``a_plus``/``b_plus`` (add a
 metric column, e.g. an entropy offset); ``margin``; ``condition`` (params); ``where`` (a filter
 applied first); ``name``.
-
-A rule's verdict: ``reproduced`` when every group reproduces, ``not reproduced`` when none
-does (flagged ``contradicted`` when some group shows the opposite, significantly), else
-``depends``, with the condition under which it holds.
 """
 
 from __future__ import annotations
@@ -29,7 +41,26 @@ import pandas as pd
 from scipy import stats
 
 REPRODUCED, NOT_REPRODUCED, DEPENDS = "reproduced", "not reproduced", "depends"
-OPPOSITE, NO_DIFFERENCE, INCONCLUSIVE = "opposite", "no clear difference", "inconclusive"
+CONTRADICTED, INCONCLUSIVE = "contradicted", "inconclusive"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, DEPENDS, CONTRADICTED, INCONCLUSIVE)
+# Outcomes of one condition.
+HOLDS, OPPOSITE, NO_EFFECT, UNDECIDED = "holds", "opposite", "no effect", "undecided"
+ALPHA = 0.05
+N_RESAMPLES = 10_000
+
+DECISION_RULE = (
+    "Per condition, the effect is how much worse arm *a* is than arm *b*, paired by seed (a "
+    "diverged model scores its metric's worst value). It is reported as the mean with a 95% "
+    "paired bootstrap interval and P(a worse), the share of seeds where *a* is worse. A "
+    "condition reproduces the claim when a one-sided sign-flip permutation test, "
+    "Holm-corrected across all conditions of all rules of the claim, gives p < 0.05 and the "
+    "mean effect is at least the rule's margin; it shows the opposite when the whole interval "
+    "lies below 0 and the mean is at least the margin the other way; it shows no effect when "
+    "the whole interval lies below the margin; otherwise it is undecided. Equivalence claims "
+    "hold where the interval lies within ±margin. A rule is *reproduced* when every condition "
+    "reproduces, *contradicted* when none does and one shows the opposite, *not reproduced* "
+    "when every condition shows no effect, *depends* when some reproduce and the others "
+    "decisively do not, and *inconclusive* otherwise.")
 
 
 @dataclass
@@ -39,9 +70,14 @@ class GroupResult:
     mean: float
     ci_low: float
     ci_high: float
-    outcome: str  # REPRODUCED, OPPOSITE, NO_DIFFERENCE or INCONCLUSIVE
+    p_worse: float  # share of seeds where a is worse than b
+    p_worse_low: float
+    p_worse_high: float
+    p_value: float  # one-sided (worse) or two-sided (equivalent), before correction
     a_mean: float = math.nan
     b_mean: float = math.nan
+    p_holm: float = math.nan
+    outcome: str = UNDECIDED
 
     @property
     def label(self) -> str:
@@ -54,24 +90,74 @@ class RuleResult:
     metric: str
     claim: str
     margin: float
-    verdict: str
-    contradicted: bool
-    explanation: str
+    verdict: str = INCONCLUSIVE
+    explanation: str = ""
     groups: List[GroupResult] = field(default_factory=list)
+    a_label: str = "a"
+    b_label: str = "b"
+
+    @property
+    def held(self) -> List[GroupResult]:
+        return [g for g in self.groups if g.outcome == HOLDS]
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95):
-    """Mean and two-sided t-interval; a single value gets an infinite interval."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    n = len(x)
+def wilson(k: float, n: int, level: float = 0.95):
+    """Wilson score interval of a proportion k/n; stays inside [0, 1]."""
     if n == 0:
-        return math.nan, math.nan, math.nan
-    m = float(x.mean())
-    if n == 1:
-        return m, -math.inf, math.inf
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
-    return m, m - half, m + half
+        return math.nan, math.nan
+    z = stats.norm.ppf(0.5 + level / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def bootstrap_ci(values: np.ndarray, statistic, level: float = 0.95, seed: int = 0):
+    """Percentile bootstrap interval of ``statistic`` over the seeds (scipy.stats.bootstrap);
+    a constant sample gets the degenerate interval [value, value]."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return math.nan, math.nan
+    if np.ptp(values) == 0:
+        v = float(statistic(values))
+        return v, v
+    res = stats.bootstrap((values,), statistic, confidence_level=level,
+                          n_resamples=N_RESAMPLES, method="percentile",
+                          random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def share_worse(d: np.ndarray, axis: int = -1):
+    """The share of seeds where a is worse (d > 0), ties counting half (vectorised over
+    ``axis`` for scipy's bootstrap)."""
+    return np.mean(d > 0, axis=axis) + 0.5 * np.mean(d == 0, axis=axis)
+
+
+def sign_flip_p(d: np.ndarray, alternative: str) -> float:
+    """p-value of the mean of paired differences ``d`` against 0, by flipping signs
+    (scipy.stats.permutation_test; exact for up to 2^n <= 100,000 flips)."""
+    d = np.asarray(d, dtype=float)
+    if len(d) == 0:
+        return math.nan
+    if np.all(d == 0):
+        return 1.0
+    res = stats.permutation_test((d,), np.mean, permutation_type="samples",
+                                 alternative=alternative, n_resamples=100_000,
+                                 random_state=np.random.default_rng(0))
+    return float(res.pvalue)
+
+
+def holm(p_values: Sequence[float]) -> List[float]:
+    """Holm's step-down adjusted p-values (NaN stays NaN)."""
+    p = np.asarray(p_values, dtype=float)
+    order = [i for i in np.argsort(p) if math.isfinite(p[i])]
+    m = len(order)
+    adjusted = np.full(len(p), math.nan)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
 
 
 def _matches(frame: pd.DataFrame, filt: Optional[Mapping[str, Any]]) -> pd.Series:
@@ -88,10 +174,25 @@ def _as_param(value: Any) -> str:
     return "None" if value is None else str(value)
 
 
-def _values(frame: pd.DataFrame, metric: str, plus: Optional[str], transform: Optional[str]):
+def _label(filt: Optional[Mapping[str, Any]]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (filt or {}).items())
+
+
+def worst_filled(frame: pd.DataFrame, metric: str, higher_is_better: bool) -> pd.Series:
+    """The metric's values, a diverged model's missing value replaced by the worst value the
+    table holds (a failure is never dropped)."""
     if metric not in frame:
         return pd.Series(np.nan, index=frame.index)
     v = frame[metric].astype(float)
+    finite = v[np.isfinite(v)]
+    if len(finite) and "status" in frame:
+        worst = finite.min() if higher_is_better else finite.max()
+        v = v.where(~((frame["status"] != "ok") & ~np.isfinite(v)), worst)
+    return v
+
+
+def _values(frame, metric, plus, transform, higher_is_better):
+    v = worst_filled(frame, metric, higher_is_better)
     if plus:
         v = v + frame[plus].astype(float)
     if transform == "log10":
@@ -106,77 +207,108 @@ def _side(frame: pd.DataFrame, keys: List[str], values: pd.Series) -> pd.Series:
     return values.groupby([frame[k].astype(str) for k in keys]).mean()
 
 
-def _outcome(claim: str, mean: float, lo: float, hi: float, margin: float) -> str:
-    if not math.isfinite(mean):
-        return INCONCLUSIVE
-    if claim == "worse":
-        if mean >= margin and lo > 0:
-            return REPRODUCED
-        if mean <= -margin and hi < 0:
-            return OPPOSITE
-        return NO_DIFFERENCE
-    if claim == "equivalent":
-        if -margin < lo and hi < margin:
-            return REPRODUCED
-        if abs(mean) >= margin and (lo > 0 or hi < 0):
-            return OPPOSITE
-        return INCONCLUSIVE
-    raise ValueError(f"unknown claim {claim!r}; known: worse, equivalent")
-
-
 def evaluate_rule(runs: pd.DataFrame, rule: Mapping[str, Any]) -> RuleResult:
+    """Effects, intervals and p-values of one rule per condition (outcomes come from
+    :func:`decide`, which corrects across a claim's rules)."""
     claim = rule.get("claim", "worse")
+    if claim not in ("worse", "equivalent"):
+        raise ValueError(f"unknown claim {claim!r}; known: worse, equivalent")
     margin = float(rule.get("margin", 0.0))
-    higher_is_better = bool(rule.get("higher_is_better", True))
+    higher = bool(rule.get("higher_is_better", True))
     condition = list(rule.get("condition") or [])
     metric, transform = rule["metric"], rule.get("transform")
     frame = runs[_matches(runs, rule.get("where"))] if len(runs) else runs
     keys = condition + ["seed"]
 
     a_rows = frame[_matches(frame, rule["a"])]
-    a = _side(a_rows, keys, _values(a_rows, metric, rule.get("a_plus"), transform))
+    a = _side(a_rows, keys, _values(a_rows, metric, rule.get("a_plus"), transform, higher))
+    rate_vs_constant = False
     if "b_metric" in rule:
-        b = _side(a_rows, keys, _values(a_rows, rule["b_metric"], rule.get("b_plus"), transform))
+        b_label = rule["b_metric"]
+        b = _side(a_rows, keys, _values(a_rows, rule["b_metric"], rule.get("b_plus"),
+                                        transform, higher))
     elif "b_value" in rule:
+        b_label = str(rule["b_value"])
         b = pd.Series(float(rule["b_value"]), index=a.index)
+        rate_vs_constant = bool(len(a)) and bool(a.dropna().isin([0.0, 1.0]).all())
     else:
+        b_label = _label(rule["b"])
         b_rows = frame[_matches(frame, rule["b"])]
-        b = _side(b_rows, keys, _values(b_rows, metric, rule.get("b_plus"), transform))
+        b = _side(b_rows, keys, _values(b_rows, metric, rule.get("b_plus"), transform, higher))
     paired = pd.DataFrame({"a": a, "b": b}).dropna()
-    # d > 0 means a is worse (claim 'worse'); for 'equivalent' it is simply a - b.
     paired["d"] = paired["a"] - paired["b"]
-    if claim == "worse" and higher_is_better:
+    if claim == "worse" and higher:
         paired["d"] = -paired["d"]
 
-    groups: List[GroupResult] = []
-    if condition:
-        grouped = paired.groupby(level=list(range(len(condition))))
-    else:
-        grouped = [((), paired)]
+    result = RuleResult(rule.get("name", metric), metric, claim, margin,
+                        a_label=_label(rule["a"]), b_label=b_label)
+    grouped = (paired.groupby(level=list(range(len(condition)))) if condition
+               else [((), paired)])
     for cond, part in grouped:
         cond = cond if isinstance(cond, tuple) else (cond,)
-        m, lo, hi = mean_ci(part["d"])
-        groups.append(GroupResult(dict(zip(condition, map(str, cond))), len(part), m, lo, hi,
-                                  _outcome(claim, m, lo, hi, margin),
-                                  float(part["a"].mean()), float(part["b"].mean())))
-    verdict, contradicted, text = _combine(groups, condition)
-    return RuleResult(rule.get("name", metric), metric, claim, margin, verdict, contradicted,
-                      text, groups)
+        d = part["d"].to_numpy()
+        mean = float(d.mean()) if len(d) else math.nan
+        if rate_vs_constant:  # a rate against a constant: Wilson, inside [0, 1]
+            low, high = wilson(float(part["a"].sum()), len(part))
+            low, high = low - float(part["b"].iloc[0]), high - float(part["b"].iloc[0])
+        else:
+            low, high = bootstrap_ci(d, np.mean)
+        pw_low, pw_high = bootstrap_ci(d, share_worse)
+        p = sign_flip_p(d, "greater" if claim == "worse" else "two-sided")
+        result.groups.append(GroupResult(
+            dict(zip(condition, map(str, cond))), len(part), mean, low, high,
+            float(share_worse(d)) if len(d) else math.nan, pw_low, pw_high, p,
+            float(part["a"].mean()), float(part["b"].mean())))
+    return result
 
 
-def _combine(groups: List[GroupResult], condition: List[str]):
+def decide(results: List[RuleResult]) -> None:
+    """Holm-correct every condition's p-value across the claim's rules, then set each
+    condition's outcome and each rule's verdict (the decision rule above)."""
+    groups = [g for r in results for g in r.groups]
+    for g, p in zip(groups, holm([g.p_value for g in groups])):
+        g.p_holm = p
+    for r in results:
+        for g in r.groups:
+            g.outcome = _outcome(r, g)
+        r.verdict, r.explanation = _combine(r)
+
+
+def _outcome(rule: RuleResult, g: GroupResult) -> str:
+    m, lo, hi, margin = g.mean, g.ci_low, g.ci_high, rule.margin
+    if not math.isfinite(m):
+        return UNDECIDED
+    significant = math.isfinite(g.p_holm) and g.p_holm < ALPHA
+    if rule.claim == "worse":
+        if significant and m >= margin:
+            return HOLDS
+        if m <= -margin and hi < 0:
+            return OPPOSITE
+        if margin > 0 and hi < margin:
+            return NO_EFFECT
+        return UNDECIDED
+    if -margin < lo and hi < margin:
+        return HOLDS
+    if significant and abs(m) >= margin:
+        return OPPOSITE
+    return UNDECIDED
+
+
+def _combine(r: RuleResult):
+    groups = r.groups
     if not groups:
-        return NOT_REPRODUCED, False, "no paired runs to compare"
-    held = [g for g in groups if g.outcome == REPRODUCED]
-    opposite = [g for g in groups if g.outcome == OPPOSITE]
-    if len(held) == len(groups):
-        return REPRODUCED, False, "holds in every condition" if condition else "holds"
-    if not held:
-        if opposite:
-            where = "; ".join(g.label for g in opposite)
-            return NOT_REPRODUCED, True, f"contradicted: the opposite holds ({where})"
-        return NOT_REPRODUCED, False, "no group shows the claimed effect beyond the margin"
-    others = [g for g in groups if g.outcome != REPRODUCED]
-    text = (f"holds when {'; '.join(g.label for g in held)}; "
-            f"not when {'; '.join(f'{g.label} ({g.outcome})' for g in others)}")
-    return DEPENDS, bool(opposite), text
+        return INCONCLUSIVE, "no paired runs to compare"
+    by = {o: [g for g in groups if g.outcome == o] for o in (HOLDS, OPPOSITE, NO_EFFECT,
+                                                             UNDECIDED)}
+    where = lambda gs: "; ".join(g.label for g in gs)  # noqa: E731
+    if len(by[HOLDS]) == len(groups):
+        return REPRODUCED, "holds in every condition" if len(groups) > 1 else "holds"
+    if not by[HOLDS] and by[OPPOSITE]:
+        return CONTRADICTED, f"the opposite holds ({where(by[OPPOSITE])})"
+    if len(by[NO_EFFECT]) == len(groups):
+        return NOT_REPRODUCED, "no condition shows the claimed effect"
+    if by[HOLDS] and not by[UNDECIDED]:
+        return DEPENDS, (f"holds when {where(by[HOLDS])}; not when "
+                         f"{where(by[NO_EFFECT] + by[OPPOSITE])}")
+    held = f"holds when {where(by[HOLDS])}; " if by[HOLDS] else ""
+    return INCONCLUSIVE, f"{held}undecided when {where(by[UNDECIDED])}"

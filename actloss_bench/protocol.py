@@ -1,0 +1,69 @@
+"""The evidence protocol's pieces that training and the report share.
+
+- A job's population: seeds ``seed … seed+seeds-1`` times the learning-rate grid
+  (``tune.lr_factors`` times ``optimizer.lr``; without a grid, the configured lr alone).
+- Learning-rate selection on the validation split: the lr whose models score best on the
+  tuning metric, averaged over seeds; a diverged model scores the worst value, never dropped.
+  Selection never sees a test metric (the function is given none).
+- A sweep's definition: a hash of its resolved config minus seeds and swept values, so runs of
+  another definition are never pooled into a verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import List, Sequence
+
+import pandas as pd
+
+from actloss_bench.tasks import REGRESSION
+from actloss_bench.training import Member
+
+# Metrics where lower is better; every other metric is read as higher-is-better.
+LOWER_IS_BETTER = ("loss", "mae", "rmse", "ece", "brier", "nll", "ece_positive")
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.split("/")[-1] in LOWER_IS_BETTER
+
+
+def tuning_metric(cfg, kind: str) -> str:
+    """``tune.metric``, or for ``auto``: validation balanced accuracy (classification, fair to
+    imbalanced data) or validation RMSE (regression)."""
+    if cfg.tune.metric != "auto":
+        return cfg.tune.metric
+    return "val/rmse" if kind == REGRESSION else "val/balanced_accuracy"
+
+
+def learning_rates(cfg) -> List[float]:
+    """The job's learning-rate grid: ``optimizer.lr`` times each of ``tune.lr_factors``."""
+    factors = cfg.tune.lr_factors or [1.0]
+    return [float(f"{cfg.optimizer.lr * f:.6g}") for f in factors]
+
+
+def members(cfg) -> List[Member]:
+    """Every model of the job: each learning rate of the grid for each seed."""
+    return [Member(s, lr) for lr in learning_rates(cfg)
+            for s in range(cfg.seed, cfg.seed + cfg.seeds)]
+
+
+def select_lr(table: pd.DataFrame, metric: str) -> float:
+    """The learning rate with the best mean ``metric`` over seeds (columns ``lr``, ``status``
+    and ``metric``; one row per model, validation metrics only). A diverged model, or one
+    without a finite value, gets the worst value seen in the table; ties go to the smaller lr."""
+    lower = lower_is_better(metric)
+    values = table[metric].astype(float).where(table["status"] == "ok")
+    finite = values[values.map(math.isfinite)]
+    worst = (finite.max() if lower else finite.min()) if len(finite) else 0.0
+    scores = values.where(values.map(math.isfinite), worst).groupby(table["lr"]).mean()
+    best = scores.min() if lower else scores.max()
+    return float(min(lr for lr, s in scores.items() if s == best))
+
+
+def definition(params: dict, swept: Sequence[str]) -> str:
+    """Hash of a config's flattened params minus seeds, tracking settings and swept keys."""
+    kept = {k: v for k, v in params.items()
+            if k not in ("seed", "seeds") and not k.startswith("tracking.") and k not in swept}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
