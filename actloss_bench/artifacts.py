@@ -1,8 +1,5 @@
-"""Artifact writers, called as ``writer(path)`` by ``tracking.RunLogger.finish``.
-
-They are pickled to the log writer process, which imports this module to call them: it stays
-light (no torch, no Hydra), and matplotlib is imported only where a figure is drawn.
-"""
+"""Artifact writers, called as ``writer(path)`` by ``tracking.RunLogger.finish``; matplotlib
+is imported only where a figure is drawn."""
 
 from __future__ import annotations
 

@@ -39,10 +39,10 @@ def sweep_size(name: str) -> int:
 JOB_LINE = re.compile(r"(\d+) models .*\(train ([\d.]+)s \+ mlflow ([\d.]+)s\)")
 
 
-def run_summary(logs: Path, wall: float) -> dict:
+def run_summary(logs: Path, names, wall: float) -> dict:
     """Models, training and MLflow seconds summed over the jobs' lines in the sweep logs."""
     models = train = mlflow = 0.0
-    for log in logs.glob("*.log"):
+    for log in (logs / f"{name}.log" for name in names):
         for match in JOB_LINE.finditer(log.read_text()):
             models += int(match.group(1))
             train += float(match.group(2))
@@ -73,7 +73,8 @@ def main(argv=None) -> None:
     for n in args.names:
         if n not in known:
             parser.error(f"no experiment {n!r}; choose from: {', '.join(known)}")
-    names = sorted(args.names or known, key=sweep_size, reverse=True)
+    sizes = {name: sweep_size(name) for name in args.names or known}
+    names = sorted(sizes, key=sizes.get, reverse=True)
 
     from actloss_bench import tracking
 
@@ -89,7 +90,7 @@ def main(argv=None) -> None:
     logs = args.results / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     waiting, running = list(names), {}
-    failed, done, started_all = [], 0, time.perf_counter()
+    failed, done, done_size, started_all = [], 0, 0, time.perf_counter()
     print(f"{len(names)} experiments, {args.jobs} at a time; sweep logs in {logs}/", flush=True)
     while waiting or running:
         while waiting and len(running) < args.jobs:
@@ -110,7 +111,8 @@ def main(argv=None) -> None:
             lines = (logs / f"{name}.log").read_text().splitlines()
             summary = next((ln for ln in lines if ln.startswith("sweep ")), "")
             elapsed = time.perf_counter() - started_all
-            left = elapsed / done * (len(names) - done)
+            done_size += sizes[name]  # time left, guessed from the work left
+            left = elapsed / done_size * (sum(sizes.values()) - done_size)
             print(f"[{done}/{len(names)}] {name}: exit {proc.returncode} in "
                   f"{time.perf_counter() - started:.0f}s; {summary.split(': ', 1)[-1]} "
                   f"({elapsed:.0f}s elapsed, ~{left:.0f}s left)", flush=True)
@@ -121,7 +123,7 @@ def main(argv=None) -> None:
                 failed.append(name)
                 print("\n".join(f"    {ln}" for ln in lines[-15:]))
     wall = time.perf_counter() - started_all
-    summary = run_summary(logs, wall)
+    summary = run_summary(logs, names, wall)
     (logs / "run_summary.json").write_text(json.dumps(summary, indent=1))
     print(f"all experiments in {wall:.0f}s: {summary['models']} models "
           f"({summary['models_per_min']:.0f} per minute); of the jobs' time, training "

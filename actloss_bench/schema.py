@@ -98,8 +98,7 @@ class TrackingConfig:
     # A figure per model run (plots/diagnostics.png); off by default: the report draws
     # per-cell and per-experiment figures instead.
     log_plots: bool = False
-    # Epoch metrics are sent at least every this many seconds (the log writer sends them
-    # sooner whenever it is idle) and at the end.
+    # Buffered epoch metrics are sent at most every this many seconds, and at the end.
     flush_every_s: float = 2.0
     # Log a model run's per-epoch metrics every N-th epoch (and the last); 1: every epoch;
     # 0: final values only (a population's cell run keeps every model's history in

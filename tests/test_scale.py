@@ -172,7 +172,8 @@ def test_server_runs_without_mlflow_job_workers_and_answers_without_delayed_ack(
 
 def test_sweep_against_a_real_tracking_server_read_back_over_rest(tmp_path, server, small):
     proc = run_cli("actloss-bench", "-m", "activation=relu,sigmoid", *small,
-                   f"tracking.uri={server}", f"hydra.sweep.dir={tmp_path}/s")
+                   "tracking.log_plots=true", f"tracking.uri={server}",
+                   f"hydra.sweep.dir={tmp_path}/s")
     # No "View run" pair of lines per run (thousands in a population sweep): the summary
     # says where to look.
     assert "View run" not in proc.stdout + proc.stderr

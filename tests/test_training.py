@@ -137,3 +137,12 @@ def test_per_model_clipping_is_torchs_clip_grad_norm():
     for k in range(3):
         for w, e in zip(weights, expected[k]):
             torch.testing.assert_close(w.grad[k], e)
+
+
+def test_sixteen_seeds_as_one_population_match_sixteen_single_runs(make_cfg):
+    """`seeds: 16` trains 16 models in one population; each matches its seed trained alone."""
+    cfg = make_cfg("trainer.epochs=2", "task.n_samples=200")
+    members = [Member(s, cfg.optimizer.lr) for s in range(16)]
+    for m, result in zip(members, train_population(cfg, members)):
+        _close(result, train(make_cfg("trainer.epochs=2", "task.n_samples=200",
+                                      f"seed={m.seed}")))

@@ -63,6 +63,17 @@ def test_depends_names_the_condition():
     assert r.verdict == DEPENDS and r.explanation.startswith("holds when model.depth=8")
 
 
+def test_depends_when_one_condition_holds_and_another_is_undecided():
+    frame = table({2: 0.0, 8: 0.3})
+    bad2 = (frame["activation"] == "bad") & (frame["model.depth"] == "2")
+    # depth 2: a mean effect at the margin, but half the seeds one way, half the other
+    frame.loc[bad2, "test/accuracy"] = 0.9 - np.tile([0.25, -0.15], 5)
+    r = verdict(frame)
+    outcomes = {g.label: g.outcome for g in r.groups}
+    assert outcomes["model.depth=8"] == HOLDS and outcomes["model.depth=2"] != HOLDS
+    assert r.verdict == DEPENDS and "holds when model.depth=8" in r.explanation
+
+
 def test_inconclusive_when_the_data_cannot_decide():
     """Effect at the margin with noise as large as the effect: neither held nor excluded."""
     r = verdict(table({2: 0.06, 8: 0.06}, noise=0.08, seeds=4))

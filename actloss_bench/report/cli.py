@@ -42,11 +42,12 @@ def load_experiment(name: str) -> Dict[str, Any]:
 CHOICE_PARAMS = ("arm", "task", "activation", "head", "loss", "optimizer")
 
 
-def cell_columns(table: ModelTable) -> List[str]:
-    """The sweep's axes. A param that another swept choice fixes (a task's n_classes, an arm's
-    head and loss) is implied by that choice and left out."""
+def cell_columns(table: ModelTable, tuned: bool) -> List[str]:
+    """The sweep's axes (the lr only where it is a condition, not tuned). A param that another
+    swept choice fixes (a task's n_classes, an arm's head and loss) is implied by that choice
+    and left out."""
     frame = table.models
-    cells = table.varying_params()
+    cells = [c for c in table.varying_params() if not (tuned and c == "optimizer.lr")]
     choices = [c for c in CHOICE_PARAMS if c in cells]
 
     def implied(c: str) -> bool:
@@ -89,7 +90,7 @@ def report_experiment(name: str, uri: str, out_dir: Path) -> Dict[str, str]:
         results[view] = [evaluate_rule(models, r) for r in rules]
         decide(results[view])
     tuned = results[TUNED]
-    cells = cell_columns(table)
+    cells = cell_columns(table, spec["tuned"])
     selected = views(table, False)[TUNED]
     metrics = [r.metric for r in tuned if r.metric not in render.SUMMARY_METRICS]
     summary = render.summary_table(selected, cells, render.SUMMARY_METRICS + metrics)

@@ -38,7 +38,7 @@ class ModelTable:
         """Params that take more than one value across the cells (the sweep's axes)."""
         frame = self.models
         return [p for p in self.params if p in frame and frame[p].nunique(dropna=False) > 1
-                and p not in ("seed", "optimizer.lr")]
+                and p != "seed"]
 
 
 def _all_runs(client, experiment_id: str, filter_string: str):
@@ -103,7 +103,7 @@ def load_models(uri: str, experiment: str) -> ModelTable:
         frame = pd.read_csv(path)
         cell_params = {k: v for k, v in run.data.params.items()
                        if k not in ("seed", "seeds", "optimizer.lr")}
-        params.update(cell_params)
+        params.update(cell_params, ["optimizer.lr"])
         frame = frame.assign(**cell_params, cell_run_id=run.info.run_id,
                              default_lr=float(run.data.params["optimizer.lr"]))
         frames.append(frame)

@@ -12,7 +12,8 @@ from actloss_bench.diagnoses import DIAGNOSES, thresholds_table
 from actloss_bench.report.verdict import DECISION_RULE, RuleResult, bootstrap_ci
 
 SUMMARY_METRICS = ["test/accuracy", "test/balanced_accuracy", "test/minority_recall",
-                   "test/pr_auc", "test/ece", "test/nll", "test/mean_confidence", "test/rmse",
+                   "test/pr_auc", "test/ece", "test/ece_calibrated", "test/temperature",
+                   "test/nll", "test/mean_confidence", "test/rmse",
                    "test/r2", "train/loss", "dead/fraction", "saturation/fraction",
                    "grad_norm/ratio_first_last", "diverged", "collapsed"]
 

@@ -18,10 +18,11 @@ against) and ``b`` (the recommended one), paired by seed within each value of th
   margin; else it is *undecided*. ``equivalent`` claims
   hold where the interval lies within +-margin and fail where the corrected two-sided p < 0.05
   with |mean| >= margin.
-- a rule: ``reproduced`` when every condition reproduces; ``contradicted`` when none does and
-  one shows the opposite; ``not reproduced`` when every condition shows no effect; ``depends``
-  when some reproduce and the others decisively do not (the page names where it holds);
-  ``inconclusive`` otherwise.
+- a rule: ``reproduced`` when every condition reproduces; ``depends`` when some do and others do
+  not (the page names where it holds, and whether elsewhere there is no effect, the opposite,
+  or no decision); ``contradicted`` when none does and one shows the opposite; ``not
+  reproduced`` when every condition shows no effect; ``inconclusive`` otherwise (nothing holds
+  and some condition is undecided).
 
 Rule keys: ``metric``; ``claim`` (worse | equivalent); ``a``/``b`` (param filters);
 ``b_metric`` (compare with another metric of a's models) or ``b_value`` (a constant) instead of
@@ -58,9 +59,9 @@ DECISION_RULE = (
     "lies below 0 and the mean is at least the margin the other way; it shows no effect when "
     "the whole interval lies below the margin; otherwise it is undecided. Equivalence claims "
     "hold where the interval lies within ±margin. A rule is *reproduced* when every condition "
-    "reproduces, *contradicted* when none does and one shows the opposite, *not reproduced* "
-    "when every condition shows no effect, *depends* when some reproduce and the others "
-    "decisively do not, and *inconclusive* otherwise.")
+    "reproduces, *depends* when some do and others do not (each named), *contradicted* when "
+    "none does and one shows the opposite, *not reproduced* when every condition shows no "
+    "effect, and *inconclusive* otherwise (nothing holds and some condition is undecided).")
 
 
 @dataclass
@@ -307,8 +308,9 @@ def _combine(r: RuleResult):
         return CONTRADICTED, f"the opposite holds ({where(by[OPPOSITE])})"
     if len(by[NO_EFFECT]) == len(groups):
         return NOT_REPRODUCED, "no condition shows the claimed effect"
-    if by[HOLDS] and not by[UNDECIDED]:
-        return DEPENDS, (f"holds when {where(by[HOLDS])}; not when "
-                         f"{where(by[NO_EFFECT] + by[OPPOSITE])}")
-    held = f"holds when {where(by[HOLDS])}; " if by[HOLDS] else ""
-    return INCONCLUSIVE, f"{held}undecided when {where(by[UNDECIDED])}"
+    if by[HOLDS]:
+        shown = [f"no effect when {where(by[NO_EFFECT])}"] if by[NO_EFFECT] else []
+        shown += [f"the opposite when {where(by[OPPOSITE])}"] if by[OPPOSITE] else []
+        shown += [f"undecided when {where(by[UNDECIDED])}"] if by[UNDECIDED] else []
+        return DEPENDS, f"holds when {where(by[HOLDS])}; " + "; ".join(shown)
+    return INCONCLUSIVE, f"undecided when {where(by[UNDECIDED])}"
