@@ -5,7 +5,8 @@
    Each is timed in this one warm process, in rounds that alternate the order; a ratio is the
    median over rounds of that round's own ratio (this VM's speed drifts within seconds).
 2. Whole processes: 16 seeds as one ``actloss-bench seeds=16`` process against 16 tutorial-loop
-   processes (each logging its per-epoch losses to MLflow with ``log_metric``), both into SQLite.
+   processes (each logging its per-epoch losses to MLflow with ``log_metric``), both into SQLite
+   and both at torch's default number of threads.
 3. ``make run``: models per minute and the share of its time spent in MLflow, from the summary
    the last ``make run`` wrote (``results/logs/run_summary.json``).
 
@@ -99,7 +100,8 @@ def whole_processes(epochs: int, seeds: int) -> dict:
                             str(epochs), uri], check=True, capture_output=True)
         tutorial = time.perf_counter() - started
         started = time.perf_counter()
-        subprocess.run([str(exe.with_name("actloss-bench")), *OVERRIDES,
+        # Both sides at torch's default threads (the tutorial never sets them).
+        subprocess.run([str(exe.with_name("actloss-bench")), *OVERRIDES, "trainer.threads=null",
                         f"trainer.epochs={epochs}", f"seeds={seeds}",
                         f"tracking.uri=sqlite:///{tmp}/bench.db",
                         f"hydra.run.dir={tmp}/run"], check=True, capture_output=True, cwd=ROOT)

@@ -52,10 +52,8 @@ def train_one(task_cfg, seed: int, epochs: int, *, depth: int, width: int, batch
 
 
 if __name__ == "__main__":
-    from omegaconf import OmegaConf
-
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from run import WORKLOAD
+    from run import WORKLOAD, task_config
 
     seed, epochs = int(sys.argv[1]), int(sys.argv[2])
     log = None
@@ -66,7 +64,7 @@ if __name__ == "__main__":
         mlflow.set_experiment("tutorial")
         mlflow.start_run()
         log = lambda k, v, step: mlflow.log_metric(k, v, step=step)  # noqa: E731
-    train_one(OmegaConf.create(WORKLOAD["task"]), seed, epochs, depth=WORKLOAD["depth"],
+    train_one(task_config(), seed, epochs, depth=WORKLOAD["depth"],
               width=WORKLOAD["width"], batch_size=WORKLOAD["batch_size"], log=log)
     if log is not None:
         mlflow.end_run()

@@ -48,8 +48,9 @@ def effect_plot(results: List[RuleResult], path: Path) -> str:
             lo = g.ci_low if np.isfinite(g.ci_low) else g.mean
             hi = g.ci_high if np.isfinite(g.ci_high) else g.mean
             colour = OUTCOME_COLOURS.get(g.outcome, "grey")
-            ax.errorbar(g.mean, y, xerr=[[g.mean - lo], [hi - g.mean]], fmt="o", color=colour,
-                        capsize=3)
+            # max(0, ...): an interval's end may sit a rounding error inside the mean.
+            ax.errorbar(g.mean, y, xerr=[[max(0.0, g.mean - lo)], [max(0.0, hi - g.mean)]],
+                        fmt="o", color=colour, capsize=3)
         ax.axvline(0, color="k", lw=0.8)
         if r.claim == "worse":
             ax.axvspan(r.margin, ax.get_xlim()[1] if r.groups else r.margin * 2, color="tab:red",
