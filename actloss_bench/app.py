@@ -121,10 +121,11 @@ class Job:
     def parent_run_id(self) -> Optional[str]:
         return self.sweep["parent_run_id"] if self.sweep else None
 
-    def say(self, line: str) -> None:
-        """A job's one line, with the sweep's progress when there is one."""
+    def say(self, line: str, timed: bool = True) -> None:
+        """A job's one line, with its seconds and the sweep's progress when there is one."""
         seconds = time.perf_counter() - self.started
-        tail = f" (train {self.train_s:.1f}s + mlflow {seconds - self.train_s:.1f}s)"
+        tail = f" (train {self.train_s:.1f}s + mlflow {seconds - self.train_s:.1f}s)" if timed \
+            else ""
         if self.sweep is not None and HydraConfig.initialized():
             tail += " " + progress_line(self.sweep, HydraConfig.get().job.num)
         print(line + tail, flush=True)
@@ -150,7 +151,8 @@ def _one_model(job: Job) -> Optional[float]:
         else []
     done = [r for r in earlier if tracking.is_finished(r)]
     if done:
-        job.say(f"[done] {run_name(cfg)}: finished before as run {done[0].info.run_id[:8]}")
+        job.say(f"[done] {run_name(cfg)}: finished before as run {done[0].info.run_id[:8]}",
+                timed=False)
         return None
     logger = tracking.RunLogger.start(
         job.uri, job.experiment_id, run_name=run_name(cfg),
@@ -242,7 +244,8 @@ def _population(job: Job, population) -> Optional[float]:
     if done:
         if job.sweep is not None:  # this sweep counts the finished cell as its own
             tracking.append_tag(job.uri, done[0], tracking.TAG_REUSED, job.sweep["sweep_id"])
-        job.say(f"[done] {label}: finished before as cell run {done[0].info.run_id[:8]}")
+        job.say(f"[done] {label}: finished before as cell run {done[0].info.run_id[:8]}",
+                timed=False)
         return None
     finished_models = {r.data.tags.get(tracking.TAG_JOB_KEY) for r in earlier
                        if r.data.tags.get(tracking.TAG_ROLE) != "cell" and tracking.is_finished(r)}

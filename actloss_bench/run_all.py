@@ -68,11 +68,11 @@ def main(argv=None) -> None:
                         help="overrides passed to every sweep")
     args = parser.parse_args(argv)
     if args.seed < 0:
-        parser.error(f"--seed {args.seed} is not allowed; it must be an integer >= 0")
+        sys.exit(f"run_all: error: --seed {args.seed} is not allowed; it must be an integer >= 0")
     known = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
     for n in args.names:
         if n not in known:
-            parser.error(f"no experiment {n!r}; choose from: {', '.join(known)}")
+            sys.exit(f"run_all: error: no experiment {n!r}; choose from: {', '.join(known)}")
     sizes = {name: sweep_size(name) for name in args.names or known}
     names = sorted(sizes, key=sizes.get, reverse=True)
 
