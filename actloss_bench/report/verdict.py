@@ -96,6 +96,11 @@ class RuleResult:
     groups: List[GroupResult] = field(default_factory=list)
     a_label: str = "a"
     b_label: str = "b"
+    transform: Optional[str] = None  # the metric as compared: e.g. its log10
+
+    @property
+    def metric_label(self) -> str:
+        return f"{self.transform} {self.metric}" if self.transform else self.metric
 
     @property
     def held(self) -> List[GroupResult]:
@@ -242,7 +247,7 @@ def evaluate_rule(runs: pd.DataFrame, rule: Mapping[str, Any]) -> RuleResult:
         paired["d"] = -paired["d"]
 
     result = RuleResult(rule.get("name", metric), metric, claim, margin,
-                        a_label=_label(rule["a"]), b_label=b_label)
+                        a_label=_label(rule["a"]), b_label=b_label, transform=transform)
     grouped = (paired.groupby(level=list(range(len(condition)))) if condition
                else [((), paired)])
     for cond, part in grouped:
