@@ -101,11 +101,14 @@ class Job:
         sweep_dir = HydraConfig.get().sweep.dir if HydraConfig.initialized() else None
         self.sweep = read_sweep_info(sweep_dir) if self.multirun else None
         self.uri = tracking.resolve_uri(cfg.tracking.uri)
+        # The flattened config: the runs' params and, hashed, their keys (each flattening
+        # resolves the whole config, ~20-30 ms).
+        self.params = tracking.flatten_params(cfg)
         if self.sweep is None:
             tracking.check_store(self.uri)
             self.experiment_id = tracking.ensure_experiment(self.uri, cfg.tracking.experiment,
                                                             cfg.tracking.artifact_root)
-            self.definition = protocol.definition(tracking.flatten_params(cfg), [])
+            self.definition = tracking.definition(self.params, [])
         else:
             self.experiment_id = self.sweep["experiment_id"]
             self.definition = self.sweep["definition"]
@@ -146,7 +149,7 @@ def _one_model(job: Job) -> Optional[float]:
     from actloss_bench.training import train
 
     cfg = job.cfg
-    key = tracking.job_key(cfg)
+    key = tracking.params_key(job.params)
     earlier = tracking.find_runs_by_key(job.uri, job.experiment_id, key) if cfg.tracking.resume \
         else []
     done = [r for r in earlier if tracking.is_finished(r)]
@@ -156,7 +159,7 @@ def _one_model(job: Job) -> Optional[float]:
         return None
     logger = tracking.RunLogger.start(
         job.uri, job.experiment_id, run_name=run_name(cfg),
-        params=tracking.flatten_params(cfg), tags=job.tags(**{tracking.TAG_JOB_KEY: key}),
+        params=job.params, tags=job.tags(**{tracking.TAG_JOB_KEY: key}),
         parent_run_id=job.parent_run_id, flush_every_s=cfg.tracking.flush_every_s)
     tracking.supersede(job.uri, [(r.info.run_id, r.info.status) for r in earlier],
                        logger.run_id)
@@ -235,7 +238,7 @@ def _population(job: Job, population) -> Optional[float]:
     from actloss_bench.training import train_population
 
     cfg = job.cfg
-    key = tracking.job_key(cfg)
+    key = tracking.params_key(job.params)
     label = cell_label(cfg)
     earlier = (tracking.find_runs_by_key(job.uri, job.experiment_id, key, tracking.TAG_CELL_KEY)
                if cfg.tracking.resume else [])
@@ -252,7 +255,7 @@ def _population(job: Job, population) -> Optional[float]:
 
     cell = tracking.RunLogger.start(
         job.uri, job.experiment_id, run_name=f"{label} x{len(population)}",
-        params=tracking.flatten_params(cfg),
+        params=job.params,
         tags=job.tags(**{tracking.TAG_ROLE: "cell", tracking.TAG_CELL_KEY: key}),
         parent_run_id=job.parent_run_id)
     tracking.supersede(job.uri, [(r.info.run_id, r.info.status) for r in cells], cell.run_id)
@@ -277,10 +280,9 @@ def _log_population(job: Job, cell, key: str, label: str, population, results,
     lr = protocol.select_lr(table[["lr", "status", metric]], metric)
     table["selected"] = table["lr"] == lr
     chosen = [(m, r) for m, r in zip(population, results) if m.lr == lr]
-    cell_params = tracking.flatten_params(cfg)
     every = cfg.tracking.log_every
     for m, r in chosen:
-        params = one_model_params(cell_params, m.seed, m.lr)
+        params = one_model_params(job.params, m.seed, m.lr)
         model_key = tracking.params_key(params)
         if model_key in finished_models:
             continue

@@ -5,16 +5,12 @@
 - Learning-rate selection on the validation split: the lr whose models score best on the
   tuning metric, averaged over seeds; a diverged model scores the worst value, never dropped.
   Selection never sees a test metric (the function is given none).
-- A sweep's definition: a hash of its resolved config minus seeds and swept values, so runs of
-  another definition are never pooled into a verdict.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from typing import List, Sequence
+from typing import List
 
 import pandas as pd
 
@@ -60,10 +56,3 @@ def select_lr(table: pd.DataFrame, metric: str) -> float:
     scores = values.where(values.map(math.isfinite), worst).groupby(table["lr"]).mean()
     best = scores.min() if lower else scores.max()
     return float(min(lr for lr, s in scores.items() if s == best))
-
-
-def definition(params: dict, swept: Sequence[str]) -> str:
-    """Hash of a config's flattened params minus seeds, tracking settings and swept keys."""
-    kept = {k: v for k, v in params.items()
-            if k not in ("seed", "seeds") and not k.startswith("tracking.") and k not in swept}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]

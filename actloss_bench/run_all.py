@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from omegaconf import OmegaConf
 
-from actloss_bench.paths import EXPERIMENTS_DIR
+from actloss_bench.paths import EXPERIMENTS_DIR, experiment_names
+from actloss_bench.sweep import count_jobs, parse_sweep
 
 
 def store_uri(results: Path) -> str:
@@ -29,9 +30,7 @@ def store_uri(results: Path) -> str:
 def sweep_size(name: str) -> int:
     """Cells times learning rates times quick epochs: the longest experiments start first."""
     raw = OmegaConf.load(EXPERIMENTS_DIR / f"{name}.yaml")
-    cells = 1
-    for values in (OmegaConf.select(raw, "hydra.sweeper.params") or {}).values():
-        cells *= len(str(values).split(","))
+    cells = count_jobs(parse_sweep(OmegaConf.select(raw, "hydra.sweeper.params") or {}, []))
     epochs = OmegaConf.select(raw, "profiles.quick.epochs") or 1
     return cells * len(OmegaConf.select(raw, "tune.lr_factors") or [1]) * epochs
 
@@ -69,7 +68,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.seed < 0:
         sys.exit(f"run_all: error: --seed {args.seed} is not allowed; it must be an integer >= 0")
-    known = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+    known = experiment_names()
     for n in args.names:
         if n not in known:
             sys.exit(f"run_all: error: no experiment {n!r}; choose from: {', '.join(known)}")

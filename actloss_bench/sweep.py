@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from actloss_bench import protocol, tracking
+from actloss_bench import tracking
 
 SWEEP_FILE = "actloss_sweep.json"
 ENV_SWEEP_FILE = "ACTLOSS_SWEEP_FILE"
@@ -49,7 +49,7 @@ class MlflowSweepCallback(Callback):
                                                    config.tracking.artifact_root)
         sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         swept = swept_params(config)
-        definition = protocol.definition(tracking.flatten_params(config), list(swept))
+        definition = tracking.definition(tracking.flatten_params(config), list(swept))
         client = tracking._client(uri)
         parent = client.create_run(experiment_id, run_name=f"sweep {sweep_id}", tags={
             tracking.TAG_SWEEP: sweep_id,
@@ -98,12 +98,17 @@ class MlflowSweepCallback(Callback):
 
 
 def swept_params(config: DictConfig) -> Dict[str, List[str]]:
-    """The sweep's axes and their values: ``hydra.sweeper.params``, then the command line's
-    sweep overrides (which replace a param of the same key), as the basic sweeper reads them."""
+    """The sweep's axes and their values, as the basic sweeper reads them."""
+    return parse_sweep(config.hydra.sweeper.params or {}, config.hydra.overrides.task)
+
+
+def parse_sweep(params, overrides) -> Dict[str, List[str]]:
+    """Each swept key and its values: ``params`` (``hydra.sweeper.params``), then the command
+    line's ``overrides``, whose sweeps replace a param of the same key (and whose single
+    values end it)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    lines = [f"{k}={v}" for k, v in (config.hydra.sweeper.params or {}).items()]
-    lines += list(config.hydra.overrides.task)
+    lines = [f"{k}={v}" for k, v in params.items()] + list(overrides)
     swept: Dict[str, List[str]] = {}
     for o in OverridesParser.create().parse_overrides(lines):
         key = o.get_key_element()

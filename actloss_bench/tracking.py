@@ -33,15 +33,6 @@ class TrackingError(RuntimeError):
     """The tracking store cannot be used (one line, before any training)."""
 
 
-# MLflow's SQL URI schemes (its DATABASE_ENGINES; a test keeps the two equal), a dialect
-# optionally followed by "+driver".
-SQL_SCHEMES = ("postgresql", "mysql", "sqlite", "mssql")
-
-
-def is_sql_uri(uri: str) -> bool:
-    return uri.split(":", 1)[0].split("+", 1)[0] in SQL_SCHEMES
-
-
 def _client(uri: str):
     from mlflow.tracking import MlflowClient  # mlflow import costs ~1 s: only when tracking
 
@@ -142,16 +133,20 @@ def flatten_params(cfg: DictConfig) -> Dict[str, str]:
     return out
 
 
-def job_key(cfg: DictConfig) -> str:
-    """Stable identity of a job (or of one model: its one-model config): hash of its resolved
-    config minus tracking settings."""
-    return params_key(flatten_params(cfg))
-
-
 def params_key(params: Dict[str, str]) -> str:
-    """``job_key`` of a config from its flattened params."""
+    """A job's ``job_key`` (or a population's ``cell_key``): the hash of its flattened config
+    (``flatten_params``) minus tracking settings. A model of a population gets the key of its
+    one-model run."""
     kept = {k: v for k, v in params.items() if not k.startswith("tracking.")}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def definition(params: Dict[str, str], swept) -> str:
+    """A sweep's definition: the hash of its flattened config minus seeds, tracking settings
+    and the swept keys, so that runs of another definition are never pooled into a verdict."""
+    kept = {k: v for k, v in params.items()
+            if k not in ("seed", "seeds") and not k.startswith("tracking.") and k not in swept}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def log_finished_run(uri: str, experiment_id: str, *, run_name: str, params: Dict[str, str],
@@ -223,11 +218,18 @@ class RunLogger:
             self.flush()
 
     def flush(self) -> None:
-        # MLflow takes at most 1000 metrics per log_batch.
-        for i in range(0, len(self._pending), 1000):
-            self.client.log_batch(self.run_id, metrics=self._pending[i:i + 1000])
+        if self._pending:
+            self._send(self._pending)
         self._pending = []
         self._last_flush = time.monotonic()
+
+    def _send(self, metrics: List[Any], tags: Optional[List[Any]] = None) -> None:
+        """``log_batch`` in chunks of MLflow's limit of 1000 metrics; the tags go with the
+        last chunk."""
+        chunks = [metrics[i:i + 1000] for i in range(0, len(metrics), 1000)] or [[]]
+        for chunk in chunks[:-1]:
+            self.client.log_batch(self.run_id, metrics=chunk)
+        self.client.log_batch(self.run_id, metrics=chunks[-1], tags=tags or [])
 
     def log_artifacts(self, artifacts: Dict[str, Any]) -> None:
         """Write each ``{relative path: writer}`` (``writer(path)`` creates the file) into a
@@ -249,12 +251,8 @@ class RunLogger:
         """
         if artifacts:
             self.log_artifacts(artifacts)
-        batch = self._pending + _metrics(metrics or {}, step)
-        while len(batch) > 1000:  # MLflow's limit per log_batch
-            self.client.log_batch(self.run_id, metrics=batch[:1000])
-            batch = batch[1000:]
-        self.client.log_batch(self.run_id, metrics=batch,
-                              tags=_tags({TAG_STATUS: status, **(tags or {})}))
+        self._send(self._pending + _metrics(metrics or {}, step),
+                   tags=_tags({TAG_STATUS: status, **(tags or {})}))
         self._pending = []
         state = "FAILED" if status == "failed" else "FINISHED"
         self.client.set_terminated(self.run_id, status=state)

@@ -292,7 +292,7 @@ def train_population(cfg, members: Sequence[Member],
         losses = torch.stack(step_losses, 1)  # (K, steps)
         finite = torch.isfinite(losses)
         newly_bad = active & ~finite.all(1)
-        val, hidden, _, _ = evaluate(val_split)
+        val, hidden, _, val_probs = evaluate(val_split)
         network = diagnostics.network_metrics(hidden, norm_sum / losses.shape[1], activation)
         train_loss = losses.mean(1).tolist()
         for k in range(K):
@@ -319,12 +319,14 @@ def train_population(cfg, members: Sequence[Member],
     test_split = stacked("test")
     test, _, out, probs = evaluate(test_split)
     labels, outputs = test_split.y.cpu().numpy(), out.cpu().numpy()
-    if probs is not None:
-        calibrated = temperature_scaled(evaluate(val_split)[3], val_split.y.cpu().numpy(),
-                                        probs, labels)
+    if probs is not None:  # the last epoch's validation: the weights have not moved since
+        calibrated = temperature_scaled(val_probs, val_split.y.cpu().numpy(), probs, labels)
         for row, extra in zip(test, calibrated):
             row.update(extra)
-    for k, (r, d) in enumerate(zip(results, data)):
+    # One baseline fit per data draw (models at other learning rates share it).
+    baselines = ({s: logreg_accuracy(d) for s, d in datasets.items()}
+                 if cfg.trainer.linear_baseline and kind != REGRESSION else {})
+    for k, (r, m) in enumerate(zip(results, ordered)):
         if r.status == OK:
             r.predictions = _predictions(labels[k], outputs[k],
                                          None if probs is None else probs[k])
@@ -333,8 +335,8 @@ def train_population(cfg, members: Sequence[Member],
             if kind != REGRESSION:
                 r.test["test/target_entropy"] = target_entropy(cfg.loss.label_smoothing,
                                                                n_classes)
-                if cfg.trainer.linear_baseline:
-                    r.test["test/logreg_accuracy"] = logreg_accuracy(d)
+                if baselines:
+                    r.test["test/logreg_accuracy"] = baselines[m.seed]
         network_final = {key: v for key, v in r.final.items() if not key.startswith("val/")}
         r.diagnoses = diagnose({**last_val[k], **network_final}, status=r.status)
     # Back to the members' order.

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 import pandas as pd
 from omegaconf import OmegaConf
 
-from actloss_bench.paths import EXPERIMENTS_DIR, RESULTS_DIR
+from actloss_bench.paths import EXPERIMENTS_DIR, RESULTS_DIR, experiment_names
 from actloss_bench.report import figures, render
 from actloss_bench.report.load import ModelTable, add_history_stats, histories, load_models
 from actloss_bench.report.load import predictions as load_predictions
@@ -22,10 +22,6 @@ DEFAULT_URI = "sqlite:///results/mlflow.db"
 # The two views of every page: test metrics at the lr selected on validation, and at the
 # configured (default) lr.
 TUNED, DEFAULT = "tuned", "default lr"
-
-
-def experiment_names() -> List[str]:
-    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
 
 
 def load_experiment(name: str) -> Dict[str, Any]:
@@ -85,13 +81,14 @@ def report_experiment(name: str, uri: str, out_dir: Path) -> Dict[str, str]:
     history_stats = sorted({r["metric"] for r in rules if ":" in r["metric"]})
     hist = histories(table) if (history_stats or curve) else pd.DataFrame()
     add_history_stats(table, hist, history_stats)
+    view_models = views(table, spec["tuned"])
     results = {}
-    for view, models in views(table, spec["tuned"]).items():
+    for view, models in view_models.items():
         results[view] = [evaluate_rule(models, r) for r in rules]
         decide(results[view])
     tuned = results[TUNED]
     cells = cell_columns(table, spec["tuned"])
-    selected = views(table, False)[TUNED]
+    selected = view_models[TUNED]
     metrics = [r.metric for r in tuned if r.metric not in render.SUMMARY_METRICS]
     summary = render.summary_table(selected, cells, render.SUMMARY_METRICS + metrics)
     summary.to_csv(page_dir / "summary.csv", index=False)
