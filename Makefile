@@ -32,10 +32,11 @@ bench: $(STAMP)
 lint: $(STAMP)
 	.venv/bin/ruff check actloss_bench tests benchmarks
 
-## make ui: MLflow UI over $(RESULTS)/mlflow.db on 127.0.0.1:$(PORT), opening on the training runs
+## make ui: MLflow UI over $(RESULTS)/mlflow.db on 127.0.0.1:$(PORT); prints each experiment's
+## address, which opens on its model runs with their key metrics as columns
 ui: $(STAMP)
-	@echo "open http://127.0.0.1:$(PORT)/#/experiments?workflowType=machine_learning"
-	.venv/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db \
+	@$(PY) -m actloss_bench.ui --uri sqlite:///$(abspath $(RESULTS))/mlflow.db --port $(PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db \
 	  --default-artifact-root $(abspath $(RESULTS))/mlartifacts --host 127.0.0.1 --port $(PORT)
 
 ## make server: a shared tracking server with a SQL backend (SQLite; DB=postgres for PostgreSQL)

@@ -14,9 +14,13 @@ other jobs. A job whose runs finished before is not run again (``tracking.resume
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 import time
 import traceback
+from contextlib import contextmanager
 from functools import partial
 from typing import Dict, List, Optional
 
@@ -28,9 +32,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from actloss_bench import protocol, tracking
 from actloss_bench.artifacts import write_csv, write_overview, write_text
+from actloss_bench.memory import check_fits
 from actloss_bench.paths import CONF_DIR
 from actloss_bench.schema import ConfigError, apply_arm, register_schema, validate
-from actloss_bench.sweep import progress_line, read_sweep_info
+from actloss_bench.sweep import mark_sweep_interrupted, progress_line, read_sweep_info
 from actloss_bench.tracking import TrackingError
 
 register_schema()
@@ -134,15 +139,58 @@ class Job:
         print(line + tail, flush=True)
 
 
+class Interrupted(BaseException):
+    """SIGTERM (``scancel``, ``kill``) raised in a job like SIGINT's KeyboardInterrupt, so the
+    job records itself as interrupted before it exits. A BaseException: Hydra and the sweep
+    treat it as a stop, not as one failed job to note and pass over."""
+
+
+def _raise_interrupted(signum, frame):
+    # Once: Slurm signals srun and the job alike, and a second SIGTERM arriving while the
+    # job records the first would leave its run half-written.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+@contextmanager
+def _sigterm_raises():
+    if threading.current_thread() is not threading.main_thread():  # handlers: main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class JobInterrupted(Exception):
+    """Interrupted, as raised in a job process of its own (a Slurm or submitit job): an
+    Exception there, so the launcher gets the job's error back and the sweep reports it, where
+    a BaseException would leave the launcher waiting for a result that never comes."""
+
+
+# The process that ran ``main`` (the basic launcher runs its jobs there: a signal stops the whole
+# sweep), by pid in the environment that job processes inherit: launchers may pickle the task
+# function with its module's globals, so a global would travel with it.
+LAUNCHER_PID = "ACTLOSS_LAUNCHER_PID"
+
+
+def _signal_name(e: BaseException) -> str:
+    return "SIGINT" if isinstance(e, KeyboardInterrupt) else str(e)
+
+
 def run_job(cfg: DictConfig) -> Optional[float]:
     """Train, log and summarise one job; returns the validation score for sweepers."""
     apply_arm(cfg)
     validate(cfg)
-    job = Job(cfg)
-    population = protocol.members(cfg)
-    if len(population) == 1:
-        return _one_model(job)
-    return _population(job, population)
+    check_fits(cfg)
+    with _sigterm_raises():
+        job = Job(cfg)
+        population = protocol.members(cfg)
+        if len(population) == 1:
+            return _one_model(job)
+        return _population(job, population)
 
 
 def _one_model(job: Job) -> Optional[float]:
@@ -189,6 +237,11 @@ def _trained(job: Job, logger, name: str, train_fn):
     started = time.perf_counter()
     try:
         return train_fn()
+    except (KeyboardInterrupt, Interrupted) as e:
+        by = _signal_name(e)
+        logger.finish(status=tracking.INTERRUPTED, tags={"interrupted_by": by})
+        job.say(f"[{tracking.INTERRUPTED}] {name}: {by}; the same command again finishes it")
+        raise
     except InvalidCombination as e:
         logger.finish(status="skipped", tags={tracking.TAG_COMBO: "invalid", "skip_reason": str(e),
                                               tracking.TAG_DIAGNOSIS: "none"})
@@ -340,6 +393,11 @@ def _hydra_entry(cfg: DictConfig) -> Optional[float]:
 
     try:
         return run_job(cfg)
+    except Interrupted as e:
+        if os.environ.get(LAUNCHER_PID) == str(os.getpid()):
+            raise
+        raise JobInterrupted(f"job interrupted by {e}; the same command again finishes it") \
+            from None
     except (ConfigError, TrackingError) as e:
         fail(e)
     except InvalidCombination as e:
@@ -353,13 +411,21 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Console entry: one-line errors for bad overrides, then Hydra."""
     from actloss_bench.preflight import check_overrides
 
+    os.environ[LAUNCHER_PID] = str(os.getpid())
     args = sys.argv[1:] if argv is None else argv
     if not _HELP_FLAGS.intersection(args):
         try:
             check_overrides([a for a in args if not a.startswith("-")])
         except ConfigError as e:
             fail(e)
-    _hydra_entry()
+    try:
+        _hydra_entry()
+    except (KeyboardInterrupt, Interrupted) as e:
+        by = _signal_name(e)
+        mark_sweep_interrupted(by)
+        print(f"actloss-bench: interrupted ({by}): finished jobs are kept; the same command "
+              f"again runs the rest", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from actloss_bench.memory import check_fits
 from actloss_bench.paths import CONF_DIR
 from actloss_bench.schema import ConfigError, apply_arm, register_schema, validate
 
@@ -30,6 +31,14 @@ def _values(override) -> List[str]:
     if override.is_sweep_override():
         return [str(v) for v in override.sweep_string_iterator()]
     return [override.get_value_element_as_str()]
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _one_line(e: BaseException) -> str:
@@ -59,9 +68,15 @@ def check_overrides(args: List[str]) -> None:
             sweeps[o.input_line.split("=", 1)[0]] = values
         else:
             fixed.append(o.input_line)
-    # Compose every value of every swept key once (others at their first value), and validate.
+    # Compose every value of every swept key once (others at their first value), and validate;
+    # then every numeric swept key at its largest value together: the sweep's biggest job, for
+    # the memory check (sizes only grow the estimate).
     first = {k: v[0] for k, v in sweeps.items()}
     combos = [first] + [{**first, k: v} for k, vs in sweeps.items() for v in vs[1:]]
+    largest = {k: max(vs, key=float) if all(_is_number(v) for v in vs) else vs[0]
+               for k, vs in sweeps.items()}
+    if largest != first:
+        combos.append(largest)
     register_schema()
     GlobalHydra.instance().clear()
     try:
@@ -77,5 +92,6 @@ def check_overrides(args: List[str]) -> None:
                     raise ConfigError(_one_line(e)) from None
                 apply_arm(cfg)
                 validate(cfg)
+                check_fits(cfg)
     finally:
         GlobalHydra.instance().clear()

@@ -87,6 +87,8 @@ class TrainerConfig:
     threads: Optional[int] = 1
     # Also fit scikit-learn's LogisticRegression on the same split (test/logreg_accuracy).
     linear_baseline: bool = False
+    # Refuse a job whose estimated memory exceeds this (GB); null: the memory available now.
+    memory_limit_gb: Optional[float] = None
 
 
 @dataclass
@@ -244,6 +246,9 @@ def validate(cfg: Any) -> None:
     _check("trainer.batch_size", tr.batch_size, tr.batch_size >= 1, "an integer >= 1")
     if tr.grad_clip is not None:
         _check("trainer.grad_clip", tr.grad_clip, tr.grad_clip > 0, "> 0 or null")
+    if tr.memory_limit_gb is not None:
+        _check("trainer.memory_limit_gb", tr.memory_limit_gb, tr.memory_limit_gb > 0,
+               "> 0 or null")
     if tr.threads is not None:
         _check("trainer.threads", tr.threads, tr.threads >= 1, "an integer >= 1 or null")
 

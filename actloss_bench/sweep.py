@@ -22,6 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from actloss_bench import tracking
+from actloss_bench.ui import key_metrics, write_runs_view
 
 SWEEP_FILE = "actloss_sweep.json"
 ENV_SWEEP_FILE = "ACTLOSS_SWEEP_FILE"
@@ -35,6 +36,23 @@ def read_sweep_info(sweep_dir: Optional[str]) -> Optional[Dict[str, Any]]:
         if path and Path(path).is_file():
             return json.loads(Path(path).read_text())
     return None
+
+
+_RUNNING: List[Dict[str, Any]] = []  # this process's sweep, between its start and its end
+
+
+def mark_sweep_interrupted(by: str) -> None:
+    """End this process's running sweep's parent run as interrupted (Ctrl-C): its finished
+    jobs stay; a re-run of the command opens a new sweep that reuses them."""
+    for info in _RUNNING:
+        try:
+            client = tracking._client(info["uri"])
+            client.set_tag(info["parent_run_id"], tracking.TAG_STATUS, tracking.INTERRUPTED)
+            client.set_tag(info["parent_run_id"], "interrupted_by", by)
+            client.set_terminated(info["parent_run_id"], status="KILLED")
+        except Exception:  # the store may be what went away; the jobs' runs say the rest
+            pass
+    _RUNNING.clear()
 
 
 class MlflowSweepCallback(Callback):
@@ -57,6 +75,8 @@ class MlflowSweepCallback(Callback):
             tracking.TAG_DEFINITION: definition,
             tracking.TAG_ROLE: "sweep",
         })
+        write_runs_view(client, experiment_id, list(swept) or ["activation"],
+                        key_metrics(_task_kinds(config, swept), _claim_metrics(config)))
         info = {"uri": uri, "experiment_id": experiment_id, "sweep_id": sweep_id,
                 "parent_run_id": parent.info.run_id, "started": time.time(),
                 "definition": definition, "jobs": count_jobs(swept),
@@ -74,12 +94,14 @@ class MlflowSweepCallback(Callback):
             sys.exit(2)
         os.environ[ENV_SWEEP_FILE] = str(path.resolve())
         self._info = info
+        _RUNNING.append(info)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         info = getattr(self, "_info", None)
         if info is None:
             return
         os.environ.pop(ENV_SWEEP_FILE, None)
+        _RUNNING.remove(info)
         client = tracking._client(info["uri"])
         try:
             runs = client.search_runs(
@@ -95,6 +117,18 @@ class MlflowSweepCallback(Callback):
         except Exception as e:  # e.g. the tracking server went away mid-sweep
             print(f"sweep {info['sweep_id']}: could not read the sweep back from {info['uri']} "
                   f"({type(e).__name__}); finished jobs stay recorded, re-run to complete")
+
+
+def _task_kinds(config: DictConfig, swept: Dict[str, List[str]]) -> List[str]:
+    from actloss_bench.tasks import TASKS
+
+    names = swept.get("task", [config.task.name])
+    return list(dict.fromkeys(TASKS[n].kind for n in names if n in TASKS))
+
+
+def _claim_metrics(config: DictConfig) -> List[str]:
+    rules = (config.claim.verdict or {}).get("rules", []) or []
+    return [str(r["metric"]) for r in rules if "metric" in r]
 
 
 def swept_params(config: DictConfig) -> Dict[str, List[str]]:

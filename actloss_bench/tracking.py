@@ -7,6 +7,7 @@ experiment are created once, before parallel jobs start (see :mod:`actloss_bench
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ TAG_EXPERIMENT, TAG_SWEEP, TAG_JOB_KEY = "experiment_name", "sweep_id", "job_key
 TAG_ROLE, TAG_CELL_KEY, TAG_DEFINITION = "role", "cell_key", "definition"
 TAG_REUSED = "reused_by_sweeps"
 FINISHED_STATUSES = ("ok", "diverged", "skipped")  # deterministic outcomes: never redone
+INTERRUPTED = "interrupted"  # SIGINT or SIGTERM (Ctrl-C, scancel): redone by a re-run
 
 
 class TrackingError(RuntimeError):
@@ -85,6 +87,11 @@ def check_store(uri: str, timeout: float = 3.0) -> None:
         with open(path, "rb") as f:
             if f.read(16) != b"SQLite format 3\x00":
                 raise TrackingError(f"{path} is not a SQLite database (corrupt or wrong file)")
+    # Create and migrate the schema one process at a time: two sweeps started together on a
+    # fresh file otherwise both run MLflow's migrations, and one of them crashes.
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _client(uri).search_experiments(max_results=1)
 
 
 def ensure_experiment(uri: str, name: str, artifact_root: Optional[str] = None) -> str:
@@ -254,7 +261,7 @@ class RunLogger:
         self._send(self._pending + _metrics(metrics or {}, step),
                    tags=_tags({TAG_STATUS: status, **(tags or {})}))
         self._pending = []
-        state = "FAILED" if status == "failed" else "FINISHED"
+        state = {"failed": "FAILED", INTERRUPTED: "KILLED"}.get(status, "FINISHED")
         self.client.set_terminated(self.run_id, status=state)
 
 

@@ -42,3 +42,13 @@ def make_cfg():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         yield lambda *o: compose("config", overrides=["task.n_samples=400", "trainer.epochs=4",
                                                        "model.width=16", *o])
+
+
+def require_system(what: str, missing: list):
+    """Skip a test whose Debian packages are not installed here, unless CI says they must be
+    (``.ci/run`` installs them and sets ACTLOSS_REQUIRE_SYSTEM=1): then it fails."""
+    if missing:
+        message = f"{what} not installed ({', '.join(missing)} missing)"
+        if os.environ.get("ACTLOSS_REQUIRE_SYSTEM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)

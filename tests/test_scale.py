@@ -100,6 +100,78 @@ def test_killed_sweep_resumes_without_redoing_or_duplicating(tmp_path, store):
     assert all(r.data.tags["status"] == "running" for r in interrupted)
 
 
+def test_ctrl_c_mid_sweep_stops_cleanly_and_a_rerun_finishes_it_once(tmp_path, store):
+    proc = subprocess.Popen(_sweep_cmd(store, tmp_path / "first"), cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "first" / "actloss_sweep.json").exists():
+        time.sleep(0.2)
+    done = []
+    while time.time() < deadline and len(done) < 2:
+        time.sleep(0.3)
+        done = [r for r in _children(store)[1] if r.data.tags.get("status") == "ok"]
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's foreground group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(
+        "actloss-bench: interrupted (SIGINT): finished jobs are kept")
+    client, before = _children(store)
+    finished_before = {r.data.tags["job_key"] for r in before if r.data.tags["status"] == "ok"}
+    assert 2 <= len(finished_before) < 6, "the interrupt must land mid-sweep"
+    # A job caught mid-training says so; none is left looking as if it still ran.
+    assert {r.data.tags["status"] for r in before} <= {"ok", "interrupted"}
+    for r in before:
+        if r.data.tags["status"] == "interrupted":
+            assert r.info.status == "KILLED" and r.data.tags["interrupted_by"] == "SIGINT"
+    parent = client.get_run(before[0].data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "KILLED" and parent.data.tags["status"] == "interrupted"
+
+    second = run_cli(*_sweep_cmd(store, tmp_path / "second"))
+    assert second.stdout.count("[done]") == len(finished_before)
+    _, after = _children(store)
+    live = [r for r in after if "superseded_by" not in r.data.tags]
+    assert sorted(r.data.tags["status"] for r in live) == ["ok"] * 6
+    assert len({r.data.tags["job_key"] for r in live}) == 6, "no job twice"
+
+
+def _two_sweeps_at_once(tmp_path, uri):
+    """Two sweeps started together into one store, each into its own experiment: every run
+    lands in its own sweep's experiment under its own parent, none in Default, none lost."""
+    arms = {"first": "relu,tanh", "second": "gelu,sigmoid"}
+    procs = {name: subprocess.Popen(
+        [str(BIN / "actloss-bench"), "-m", f"activation={acts}", "seed=0,1",
+         "task.n_samples=300", "trainer.epochs=3", "model.width=16", f"tracking.uri={uri}",
+         f"tracking.experiment={name}", f"hydra.sweep.dir={tmp_path}/{name}"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for name, acts in arms.items()}
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+    client = MlflowClient(tracking_uri=uri)
+    for name, acts in arms.items():
+        exp = client.get_experiment_by_name(name)
+        runs = client.search_runs([exp.experiment_id], max_results=100)
+        parents = [r for r in runs if r.data.tags.get("role") == "sweep"]
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+        assert len(parents) == 1
+        assert sorted(r.data.params["activation"] for r in children) == sorted(
+            acts.split(",") * 2)
+        assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+        assert all(r.data.tags["status"] == "ok" for r in children)
+    default = client.get_experiment_by_name("Default")
+    assert default is None or not client.search_runs([default.experiment_id])
+
+
+def test_two_sweeps_at_once_into_one_fresh_sqlite_store(tmp_path, store):
+    _two_sweeps_at_once(tmp_path, store)
+
+
+def test_two_sweeps_at_once_into_one_server(tmp_path, server):
+    _two_sweeps_at_once(tmp_path, server)
+
+
 def test_unwritable_results_folder_and_corrupt_database(tmp_path):
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the results folder should be")
