@@ -97,7 +97,8 @@ def limit(cfg) -> Tuple[Optional[float], str]:
 
 
 def _gb(n_bytes: float) -> str:
-    return f"{n_bytes / GB:.3g}"
+    gb = n_bytes / GB
+    return f"{gb:,.1f}" if gb >= 0.1 else f"{gb:.2g}"
 
 
 def check_fits(cfg, **sizes) -> Estimate:

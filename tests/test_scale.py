@@ -35,6 +35,16 @@ def test_submitit_local_launcher(tmp_path, store, small):
     assert all(r.data.tags["status"] == "ok" for r in runs)
 
 
+def test_ray_launcher_on_a_local_ray_cluster(tmp_path, store, small):
+    """hydra-ray-launcher starts a local Ray cluster (ray.init) and runs each job as a task."""
+    run_cli("actloss-bench", "-m", "hydra/launcher=ray", "activation=relu,tanh", *small,
+            f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/sweep",
+            env={"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    _, runs = _children(store)
+    assert sorted(r.data.params["activation"] for r in runs) == ["relu", "tanh"]
+    assert all(r.data.tags["status"] == "ok" for r in runs)
+
+
 def test_same_numbers_across_launchers(tmp_path, store, small):
     args = ["seed=5", "activation=gelu", *small, f"tracking.uri={store}"]
     run_cli("actloss-bench", "-m", *args, "tracking.experiment=basic",

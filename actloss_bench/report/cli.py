@@ -17,6 +17,7 @@ from actloss_bench.report.load import ModelTable, add_history_stats, histories, 
 from actloss_bench.report.load import predictions as load_predictions
 from actloss_bench.report.verdict import decide, evaluate_rule
 from actloss_bench.tracking import resolve_uri
+from actloss_bench.ui import key_metrics, write_runs_view
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"
 # The two views of every page: test metrics at the lr selected on validation, and at the
@@ -138,6 +139,11 @@ def publish(table: ModelTable, claim: Dict[str, Any], entry: Dict[str, str],
                               f"** ({entry['rule']}: effect {entry['effect']}; holds: "
                               f"{entry['where']}; {entry['seeds']} seeds per cell)")
     client.log_artifacts(table.sweep_run_id, str(page_dir), "report")
+    # The runs table's columns: the sweep's axes and the claim's metrics, then the usual ones.
+    kinds = ["regression" if "test/rmse" in table.models else "classification"]
+    write_runs_view(client, table.experiment_id, table.varying_params(),
+                    key_metrics(kinds, [r["metric"] for r in claim.get("verdict", {})
+                                        .get("rules", [])]))
 
 
 def main(argv: Optional[List[str]] = None) -> None:
