@@ -65,6 +65,17 @@ _CLASSIFICATION: Dict[str, Dict[str, Tuple[str, str]]] = {
         "softmax": (MISTAKE, "softmax before CrossEntropyLoss (softmax applied twice)"),
         "log_softmax": (CANONICAL, "log_softmax is idempotent inside CrossEntropyLoss"),
     },
+    "ce_onehot": {
+        "linear": (CANONICAL, "logits into categorical cross-entropy with one-hot targets"),
+        "sigmoid": (MISTAKE, "sigmoid scores treated as logits by cross-entropy"),
+        "softmax": (MISTAKE, "softmax before cross-entropy (softmax applied twice)"),
+        "log_softmax": (CANONICAL, "log_softmax is idempotent inside cross-entropy"),
+    },
+    "zero_one": {
+        head: (MISTAKE, "the 0-1 loss (accuracy as a loss) is flat almost everywhere: its "
+                        "gradient is zero, so gradient descent cannot move")
+        for head in HEADS
+    },
     "naive_ce": {
         "linear": (MISTAKE, "hand-written log(softmax(z)) underflows to -inf for large margins"),
         "sigmoid": (MISTAKE, "sigmoid scores into a hand-written log(softmax)"),

@@ -52,6 +52,10 @@ LOSSES: Dict[str, LossSpec] = {
         LossSpec("naive_bce", "dense", True,
                  "hand-written -[y log(sigmoid(z)) + (1-y) log(1-sigmoid(z))]"),
         LossSpec("naive_ce", "index", False, "hand-written NLL of log(softmax(z))"),
+        LossSpec("ce_onehot", "distribution", False,
+                 "categorical cross-entropy with one-hot targets, -sum(y log_softmax(z))"),
+        LossSpec("zero_one", "index", True,
+                 "the 0-1 loss (1 - accuracy) per sample: zero gradient almost everywhere"),
         LossSpec("mse_shape_mismatch", "dense", True,
                  "MSE of (N,1) predictions against (N,) targets: broadcasts to (N,N)"),
     ]
@@ -79,6 +83,16 @@ def _naive_bce(out, target):
 
 def _naive_ce(out, target):
     return -torch.log(torch.softmax(out, dim=-1)).gather(-1, target[..., None])[..., 0]
+
+
+def _zero_one(out, target):
+    """1 for a wrong prediction, else 0; ``0 * out`` keeps it in the graph, so autograd runs
+    and finds what the folklore says: a gradient of exactly zero."""
+    if out.shape[-1] == 1:
+        wrong = (out[..., 0] > 0).float() != target[..., 0]
+    else:
+        wrong = out.argmax(-1) != target
+    return wrong.float() + 0.0 * out.sum(-1)
 
 
 def _rows(loss: PerSample) -> PerSample:
@@ -115,6 +129,10 @@ def per_sample_loss(cfg, pos_weight: Optional[torch.Tensor]) -> PerSample:
         return _naive_bce
     if name == "naive_ce":
         return _naive_ce
+    if name == "ce_onehot":
+        return lambda o, t: -(t * F.log_softmax(o, dim=-1)).sum(-1)
+    if name == "zero_one":
+        return _zero_one
     if name == "mse_shape_mismatch":
         # (N,1) - (N,) broadcasts to (N,N) without a word: every prediction is pulled towards
         # every target, so the optimum is the mean target (per model: (K,N,1) - (K,1,N)).

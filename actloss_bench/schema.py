@@ -29,6 +29,9 @@ class TaskConfig:
     n_classes: int = 2
     minority_fraction: float = 0.5
     outlier_fraction: float = 0.0
+    # Classification: the fraction of training and validation labels replaced by another class
+    # (uniformly); the test split stays clean.
+    label_noise: float = 0.0
     outlier_scale: float = 20.0
     class_sep: float = 1.0
     val_fraction: float = 0.2
@@ -225,6 +228,7 @@ def validate(cfg: Any) -> None:
            0 < t.minority_fraction <= 0.5, "in (0, 0.5]")
     _check("task.outlier_fraction", t.outlier_fraction,
            0 <= t.outlier_fraction < 0.5, "in [0, 0.5)")
+    _check("task.label_noise", t.label_noise, 0 <= t.label_noise < 1, "in [0, 1)")
     _check("task.outlier_scale", t.outlier_scale, t.outlier_scale >= 0, ">= 0")
     _check("task.class_sep", t.class_sep, t.class_sep > 0, "> 0")
     for key in ("val_fraction", "test_fraction"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ class Task:
     kind: str  # REGRESSION, BINARY or MULTICLASS
     generate: Callable[..., Tuple[np.ndarray, np.ndarray]]
     description: str
+    n_classes: Optional[int] = None  # a real dataset's own; else task.n_classes
 
 
 @dataclass
@@ -109,6 +110,15 @@ def _spirals(cfg, rng):
     return _pad(X + cfg.noise * rng.standard_normal(X.shape), cfg, rng), y
 
 
+def _real(loader):
+    """A dataset scikit-learn ships (offline): all of its rows, whatever task.n_samples says;
+    each seed draws its own split of them."""
+    def generate(cfg, rng):
+        X, y = loader(return_X_y=True)
+        return np.asarray(X, dtype=float), np.asarray(y)
+    return generate
+
+
 TASKS: Dict[str, Task] = {
     t.name: t
     for t in [
@@ -122,6 +132,14 @@ TASKS: Dict[str, Task] = {
         Task("circles", BINARY, _circles, "a circle inside a circle (2-D)"),
         Task("xor", BINARY, _xor, "quadrant XOR (2-D)"),
         Task("spirals", BINARY, _spirals, "two interleaved spirals (2-D)"),
+        Task("breast_cancer", BINARY, _real(datasets.load_breast_cancer),
+             "scikit-learn's Wisconsin breast cancer data: 569 x 30, binary (real)"),
+        Task("wine", MULTICLASS, _real(datasets.load_wine),
+             "scikit-learn's wine data: 178 x 13, 3 classes (real)", n_classes=3),
+        Task("digits", MULTICLASS, _real(datasets.load_digits),
+             "scikit-learn's 8x8 handwritten digits: 1797 x 64, 10 classes (real)", n_classes=10),
+        Task("diabetes", REGRESSION, _real(datasets.load_diabetes),
+             "scikit-learn's diabetes progression data: 442 x 10, regression (real)"),
     ]
 }
 
@@ -136,6 +154,18 @@ def _corrupt(y: np.ndarray, fraction: float, scale: float, rng) -> Tuple[np.ndar
     # One-sided, so the outliers shift the conditional mean (what MSE fits) but not the median.
     y[idx] += scale * (1.0 + rng.uniform(0, 1, n_out))
     return y, n_out
+
+
+def _flip_labels(y: np.ndarray, fraction: float, n_classes: int, rng) -> np.ndarray:
+    """Replace ``fraction`` of the labels by another class, drawn uniformly (symmetric noise,
+    as in Ghosh et al. 2017)."""
+    n_flip = int(round(fraction * len(y)))
+    if n_flip == 0:
+        return y
+    idx = rng.choice(len(y), size=n_flip, replace=False)
+    y = y.copy()
+    y[idx] = (y[idx] + rng.randint(1, n_classes, size=n_flip)) % n_classes
+    return y
 
 
 def split(X: np.ndarray, y: np.ndarray, test_size: float, seed: int, stratify: bool):
@@ -173,7 +203,9 @@ def make_dataset(cfg, seed: int) -> Dataset:
         n_classes = 0
     else:
         to_y = lambda a: torch.as_tensor(a, dtype=torch.long)  # noqa: E731
-        n_classes = 2 if task.kind == BINARY else cfg.n_classes
+        n_classes = 2 if task.kind == BINARY else task.n_classes or cfg.n_classes
+        y_train = _flip_labels(y_train, cfg.label_noise, n_classes, rng)
+        y_val = _flip_labels(y_val, cfg.label_noise, n_classes, rng)
 
     to_x = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     return Dataset(

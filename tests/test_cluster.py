@@ -60,16 +60,19 @@ def test_a_job_cancelled_with_scancel_is_recorded_and_a_rerun_finishes_it_once(t
     proc = subprocess.Popen([str(BIN / "actloss-bench"), *_sweep(store, tmp_path / "a", 400)],
                             cwd=ROOT, env=slurm, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 180
-    running = []
-    while time.time() < deadline and not running:  # a job that has started its run
-        time.sleep(0.5)
-        if (tmp_path / "a" / "actloss_sweep.json").exists():
-            running = [r for r in _runs(store) if r.data.tags.get("status") == "running"]
-    jobs = _squeue(slurm)
-    assert running and jobs, "a job must be running to cancel it"
-    subprocess.run(["scancel", jobs[0]], env=slurm, check=True)
-    proc.communicate(timeout=600)
+    try:
+        deadline = time.time() + 180
+        running = []
+        while time.time() < deadline and not running:  # a job that has started its run
+            time.sleep(0.5)
+            if (tmp_path / "a" / "actloss_sweep.json").exists():
+                running = [r for r in _runs(store) if r.data.tags.get("status") == "running"]
+        jobs = _squeue(slurm)
+        assert running and jobs, "a job must be running to cancel it"
+        subprocess.run(["scancel", jobs[0]], env=slurm, check=True)
+        proc.communicate(timeout=300)
+    finally:
+        proc.kill()  # never leave a sweep waiting on Slurm behind
     assert proc.returncode != 0  # the sweep reports the cancelled job
     cancelled = [r for r in _runs(store) if r.data.tags.get("status") == "interrupted"]
     assert len(cancelled) >= 1

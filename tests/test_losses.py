@@ -112,3 +112,32 @@ def test_a_population_loss_is_each_models_own_loss(name, out_dim):
     for k in range(3):
         alone = loss(out[k:k + 1], target[k:k + 1], y[k:k + 1])
         torch.testing.assert_close(together[k], alone[0])
+
+
+def test_one_hot_cross_entropy_is_index_cross_entropy_with_the_same_gradient():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 50, 4, requires_grad=True)
+    labels = torch.randint(0, 4, (2, 50))
+    grads = []
+    for name in ("ce", "ce_onehot"):
+        cfg = OmegaConf.create({"name": name, "label_smoothing": 0.0})
+        target = encode_targets(labels, kind="multiclass", loss=name, out_dim=4, n_classes=4)
+        loss = per_sample_loss(cfg, None)(logits, target)
+        grads.append((loss.mean(), *torch.autograd.grad(loss.mean(), logits)))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-6)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-7)
+
+
+@pytest.mark.parametrize("out_dim", [1, 3])
+def test_the_zero_one_loss_is_the_error_rate_and_has_no_gradient(out_dim):
+    torch.manual_seed(1)
+    logits = torch.randn(1, 40, out_dim, requires_grad=True)
+    labels = torch.randint(0, max(out_dim, 2), (1, 40))
+    kind = "binary" if out_dim == 1 else "multiclass"
+    target = encode_targets(labels, kind=kind, loss="zero_one", out_dim=out_dim,
+                            n_classes=max(out_dim, 2))
+    loss = per_sample_loss(OmegaConf.create({"name": "zero_one"}), None)(logits, target).mean()
+    predicted = (logits[..., 0] > 0).long() if out_dim == 1 else logits.argmax(-1)
+    assert loss.item() == pytest.approx((predicted != labels).float().mean().item())
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert torch.count_nonzero(grad) == 0

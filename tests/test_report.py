@@ -10,7 +10,8 @@ from actloss_bench.report.verdict import VERDICTS
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
-TINY = ["trainer.epochs=2", "task.n_samples=200", "model.width=8", "seeds=3"]
+TINY = ["trainer.epochs=2", "task.n_samples=200", "model.width=8", "seeds=3",
+        "tune.lr_factors=[1.0,10.0]"]  # two learning rates: still a tuned and a default view
 
 
 @pytest.fixture(scope="module")

@@ -54,3 +54,29 @@ def test_outliers_corrupt_train_and_val_but_not_test(make_cfg):
     assert changed == data.n_outliers_train
     assert bool((data.y_train >= clean.y_train).all())  # one-sided
     assert torch.equal(data.y_test, clean.y_test)
+
+
+@pytest.mark.parametrize("task, shape, n_classes", [
+    ("breast_cancer", (569, 30), 2), ("wine", (178, 13), 3), ("digits", (1797, 64), 10),
+    ("diabetes", (442, 10), 0)])
+def test_real_datasets_keep_their_rows_and_split_by_seed(make_cfg, task, shape, n_classes):
+    from sklearn import datasets
+
+    cfg = make_cfg(f"task={task}")
+    a, b = make_dataset(cfg.task, 0), make_dataset(cfg.task, 1)
+    n = len(a.y_train) + len(a.y_val) + len(a.y_test)
+    assert (n, a.n_features) == shape and a.n_classes == n_classes
+    assert not torch.equal(a.X_test, b.X_test), "each seed draws its own split"
+    X, _ = getattr(datasets, f"load_{task}")(return_X_y=True)
+    assert np.allclose(a.X_train.mean(0), 0, atol=1e-5)  # standardised on the training split
+    assert len(X) == n
+
+
+def test_label_noise_flips_train_and_val_labels_to_other_classes_not_test(make_cfg):
+    clean = make_dataset(make_cfg("task=multiclass", "task.n_classes=4").task, 3)
+    noisy = make_dataset(make_cfg("task=multiclass", "task.n_classes=4",
+                                  "task.label_noise=0.3").task, 3)
+    for part in ("train", "val"):
+        flipped = getattr(noisy, f"y_{part}") != getattr(clean, f"y_{part}")
+        assert flipped.float().mean().item() == pytest.approx(0.3, abs=0.01)
+    assert torch.equal(noisy.y_test, clean.y_test) and torch.equal(noisy.X_train, clean.X_train)
