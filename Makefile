@@ -22,9 +22,9 @@ run: $(STAMP)
 	$(PY) -m actloss_bench.run_all --profile $(PROFILE) --seed $(SEED) --results $(RESULTS)
 	.venv/bin/actloss-report --all --uri sqlite:///$(abspath $(RESULTS))/mlflow.db --out $(RESULTS)
 
-## make test: the test suite (CI runs this).
+## make test: the test suite (CI runs this), one test file per core at a time.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

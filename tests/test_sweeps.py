@@ -1,8 +1,11 @@
 """Real Hydra multiruns into a temporary SQLite store, read back through MLflow."""
 
+import json
+
 import pytest
 from mlflow.tracking import MlflowClient
 
+from actloss_bench.ui import experiment_addresses
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -47,6 +50,19 @@ def test_multirun_logs_every_job_with_metrics_tags_and_artifacts(tmp_path, store
         "plots/diagnostics.png"]
     assert "8 runs logged (4 ok, 4 skipped)" in proc.stdout
     assert "[8/8 jobs, 8/8 models," in proc.stdout  # progress on every job's line
+
+    # The runs view the MLflow UI opens from make ui's address: model runs, swept params and
+    # the task kind's key metrics as columns (the browser test opens it for real).
+    experiment = client.get_experiment(run.info.experiment_id)
+    view = json.loads(experiment.tags["mlflow.sharedViewState.runs"])
+    assert view["searchFilter"] == "tags.job_key LIKE '%'"
+    assert view["selectedColumns"][:4] == ["params.`activation`", "params.`loss`",
+                                           "params.`task`", "params.`seed`"]
+    assert "metrics.`test/balanced_accuracy`" in view["selectedColumns"]
+    lines = experiment_addresses(store, "http://127.0.0.1:5000")
+    assert lines == [f"  actloss_bench                http://127.0.0.1:5000/#/experiments/"
+                     f"{experiment.experiment_id}/runs?viewStateShareKey=runs&"
+                     "workflowType=machine_learning"]
 
 
 def test_joblib_sweep_into_fresh_store_loses_and_misfiles_nothing(tmp_path, store, small):
