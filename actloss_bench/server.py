@@ -92,15 +92,26 @@ def start_local(root: Path, port: int, *, workers: int = 2, plain_mlflow: bool =
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, env=server_env())
     url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, proc, timeout_s)
+    except RuntimeError:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return proc, url
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """Return once ``url/health`` answers; RuntimeError if ``proc`` ends or time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url + "/health", timeout=1) as r:
                 if r.status == 200:
-                    return proc, url
+                    return
         except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server at {url} exited ({proc.returncode})") from None
             time.sleep(0.25)
-    os.killpg(proc.pid, signal.SIGKILL)
     raise RuntimeError(f"tracking server did not answer {url}/health within {timeout_s:.0f} s")
 
 

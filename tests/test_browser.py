@@ -6,14 +6,12 @@ sweep's parent run. The experiment's description carries the claim and the verdi
 import os
 import signal
 import subprocess
-import time
-import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from actloss_bench import screenshots
-from actloss_bench.server import free_port
+from actloss_bench.server import free_port, wait_until_up
 from conftest import ROOT, require_system, run_cli
 
 pytestmark = pytest.mark.slow
@@ -36,13 +34,7 @@ def ui(tmp_path_factory):
                             start_new_session=True)
     printed = [proc.stdout.readline() for _ in range(2)]
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=1):
-                break
-        except OSError:
-            time.sleep(0.5)
+    wait_until_up(base, proc, timeout_s=90)
     yield {"base": base, "printed": printed, "client": MlflowClient(tracking_uri=store)}
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)

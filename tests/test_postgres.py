@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from actloss_bench.server import free_port
+from actloss_bench.server import free_port, wait_until_up
 from conftest import BIN, ROOT, require_system
 
 pytestmark = pytest.mark.slow
@@ -63,14 +63,7 @@ def test_make_server_db_postgres_takes_parallel_sweeps_and_stops_cleanly(results
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=1):
-                    break
-            except OSError:
-                assert server.poll() is None, server.communicate()[0]
-                time.sleep(0.3)
+        wait_until_up(url, server, timeout_s=90)
         data = results / "server" / "postgres"
         assert (data / "PG_VERSION").exists(), "PostgreSQL's data live under RESULTS"
         sweeps = [subprocess.Popen(

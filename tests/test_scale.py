@@ -81,46 +81,48 @@ def _sweep_cmd(store, sweep_dir):
             f"hydra.sweep.dir={sweep_dir}"]
 
 
-def test_killed_sweep_resumes_without_redoing_or_duplicating(tmp_path, store):
-    proc = subprocess.Popen(_sweep_cmd(store, tmp_path / "first"), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+def _sweep_with_two_jobs_done(store, sweep_dir, **popen):
+    """Start ``_sweep_cmd`` in its own session; return once two of its jobs have finished."""
+    proc = subprocess.Popen(_sweep_cmd(store, sweep_dir), cwd=ROOT, start_new_session=True,
+                            **popen)
     deadline = time.time() + 120
     # Read the store only once the sweep has created it (its parent run file exists): a second
     # process migrating a fresh SQLite file at the same time is exactly what breaks it.
-    while time.time() < deadline and not (tmp_path / "first" / "actloss_sweep.json").exists():
-        time.sleep(0.2)
-    done = []
-    while time.time() < deadline and len(done) < 2:
-        time.sleep(0.5)
-        done = [r for r in _children(store)[1] if r.data.tags.get("status") == "ok"]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    _, before = _children(store)
-    finished_before = {r.data.tags["job_key"] for r in before if r.data.tags["status"] == "ok"}
-    assert 2 <= len(finished_before) < 6, "the kill must land mid-sweep"
-
-    second = run_cli(*_sweep_cmd(store, tmp_path / "second"))
-    assert second.stdout.count("[done]") == len(finished_before)
-    _, after = _children(store)
-    live = [r for r in after if "superseded_by" not in r.data.tags]
-    assert sorted(r.data.tags["status"] for r in live) == ["ok"] * 6
-    assert len({r.data.tags["job_key"] for r in live}) == 6, "no job twice"
-    interrupted = [r for r in after if "superseded_by" in r.data.tags]
-    assert all(r.data.tags["status"] == "running" for r in interrupted)
-
-
-def test_ctrl_c_mid_sweep_stops_cleanly_and_a_rerun_finishes_it_once(tmp_path, store):
-    proc = subprocess.Popen(_sweep_cmd(store, tmp_path / "first"), cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (tmp_path / "first" / "actloss_sweep.json").exists():
+    while time.time() < deadline and not (sweep_dir / "actloss_sweep.json").exists():
         time.sleep(0.2)
     done = []
     while time.time() < deadline and len(done) < 2:
         time.sleep(0.3)
         done = [r for r in _children(store)[1] if r.data.tags.get("status") == "ok"]
+    return proc
+
+
+def _rerun_finishes_once(store, sweep_dir, finished_before):
+    """A re-run redoes nothing finished and leaves every job once, finished."""
+    second = run_cli(*_sweep_cmd(store, sweep_dir))
+    assert second.stdout.count("[done]") == len(finished_before)
+    _, after = _children(store)
+    live = [r for r in after if "superseded_by" not in r.data.tags]
+    assert sorted(r.data.tags["status"] for r in live) == ["ok"] * 6
+    assert len({r.data.tags["job_key"] for r in live}) == 6, "no job twice"
+    return [r for r in after if "superseded_by" in r.data.tags]
+
+
+def test_killed_sweep_resumes_without_redoing_or_duplicating(tmp_path, store):
+    proc = _sweep_with_two_jobs_done(store, tmp_path / "first", stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _, before = _children(store)
+    finished_before = {r.data.tags["job_key"] for r in before if r.data.tags["status"] == "ok"}
+    assert 2 <= len(finished_before) < 6, "the kill must land mid-sweep"
+    superseded = _rerun_finishes_once(store, tmp_path / "second", finished_before)
+    assert all(r.data.tags["status"] == "running" for r in superseded)
+
+
+def test_ctrl_c_mid_sweep_stops_cleanly_and_a_rerun_finishes_it_once(tmp_path, store):
+    proc = _sweep_with_two_jobs_done(store, tmp_path / "first", text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's foreground group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
@@ -137,13 +139,7 @@ def test_ctrl_c_mid_sweep_stops_cleanly_and_a_rerun_finishes_it_once(tmp_path, s
             assert r.info.status == "KILLED" and r.data.tags["interrupted_by"] == "SIGINT"
     parent = client.get_run(before[0].data.tags["mlflow.parentRunId"])
     assert parent.info.status == "KILLED" and parent.data.tags["status"] == "interrupted"
-
-    second = run_cli(*_sweep_cmd(store, tmp_path / "second"))
-    assert second.stdout.count("[done]") == len(finished_before)
-    _, after = _children(store)
-    live = [r for r in after if "superseded_by" not in r.data.tags]
-    assert sorted(r.data.tags["status"] for r in live) == ["ok"] * 6
-    assert len({r.data.tags["job_key"] for r in live}) == 6, "no job twice"
+    _rerun_finishes_once(store, tmp_path / "second", finished_before)
 
 
 def _two_sweeps_at_once(tmp_path, uri):
