@@ -100,8 +100,9 @@ def _is_multirun() -> bool:
 class Job:
     """Where a job logs: the store, the experiment, and its sweep (None for a single run)."""
 
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg: DictConfig, signals: "_JobSignals"):
         self.cfg = cfg
+        self.signals = signals
         self.multirun = _is_multirun()
         sweep_dir = HydraConfig.get().sweep.dir if HydraConfig.initialized() else None
         self.sweep = read_sweep_info(sweep_dir) if self.multirun else None
@@ -140,28 +141,50 @@ class Job:
 
 
 class Interrupted(BaseException):
-    """SIGTERM (``scancel``, ``kill``) raised in a job like SIGINT's KeyboardInterrupt, so the
-    job records itself as interrupted before it exits. A BaseException: Hydra and the sweep
-    treat it as a stop, not as one failed job to note and pass over."""
+    """SIGINT (Ctrl-C) or SIGTERM (``scancel``, ``kill``) in a job, so the job records itself as
+    interrupted before it exits. A BaseException: Hydra and the sweep treat it as a stop, not
+    as one failed job to note and pass over."""
 
 
-def _raise_interrupted(signum, frame):
-    # Once: Slurm signals srun and the job alike, and a second SIGTERM arriving while the
-    # job records the first would leave its run half-written.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted(signal.Signals(signum).name)
+class _JobSignals:
+    """SIGINT and SIGTERM during a job: raised at once while models train (``training()``);
+    held while the job writes to MLflow and raised when it is done, so no run is left
+    half-written (a run started but not finished would look as if it still ran)."""
 
+    def __init__(self):
+        self.pending: Optional[str] = None
+        self.live = False
 
-@contextmanager
-def _sigterm_raises():
-    if threading.current_thread() is not threading.main_thread():  # handlers: main thread only
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.live and self.pending is None:
+            self.pending = name
+            raise Interrupted(name)
+        self.pending = self.pending or name  # e.g. Slurm signals srun and the job alike
+
+    @contextmanager
+    def training(self):
+        if self.pending:
+            raise Interrupted(self.pending)
+        self.live = True
+        try:
+            yield
+        finally:
+            self.live = False
+
+    @contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():  # main thread only
+            yield
+            return
+        previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        if self.pending:  # held while the job finished writing: stop now
+            raise Interrupted(self.pending)
 
 
 class JobInterrupted(Exception):
@@ -185,8 +208,9 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     apply_arm(cfg)
     validate(cfg)
     check_fits(cfg)
-    with _sigterm_raises():
-        job = Job(cfg)
+    signals = _JobSignals()
+    with signals.installed():
+        job = Job(cfg, signals)
         population = protocol.members(cfg)
         if len(population) == 1:
             return _one_model(job)
@@ -236,7 +260,8 @@ def _trained(job: Job, logger, name: str, train_fn):
 
     started = time.perf_counter()
     try:
-        return train_fn()
+        with job.signals.training():
+            return train_fn()
     except (KeyboardInterrupt, Interrupted) as e:
         by = _signal_name(e)
         logger.finish(status=tracking.INTERRUPTED, tags={"interrupted_by": by})

@@ -91,36 +91,47 @@ def main(argv=None) -> None:
     waiting, running = list(names), {}
     failed, done, done_size, started_all = [], 0, 0, time.perf_counter()
     print(f"{len(names)} experiments, {args.jobs} at a time; sweep logs in {logs}/", flush=True)
-    while waiting or running:
-        while waiting and len(running) < args.jobs:
-            name = waiting.pop(0)
-            log = open(logs / f"{name}.log", "w")
-            proc = subprocess.Popen(
-                [exe, "-m", f"experiment={name}", f"profile={args.profile}",
-                 f"seed={args.seed}", f"tracking.uri={uri}", *args.extra],
-                stdout=None if args.verbose else log, stderr=subprocess.STDOUT)
-            running[name] = (proc, log, time.perf_counter())
-        time.sleep(0.2)
-        for name, (proc, log, started) in list(running.items()):
-            if proc.poll() is None:
-                continue
+    try:
+        while waiting or running:
+            while waiting and len(running) < args.jobs:
+                name = waiting.pop(0)
+                log = open(logs / f"{name}.log", "w")
+                proc = subprocess.Popen(
+                    [exe, "-m", f"experiment={name}", f"profile={args.profile}",
+                     f"seed={args.seed}", f"tracking.uri={uri}", *args.extra],
+                    stdout=None if args.verbose else log, stderr=subprocess.STDOUT)
+                running[name] = (proc, log, time.perf_counter())
+            time.sleep(0.2)
+            for name, (proc, log, started) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                log.close()
+                del running[name]
+                done += 1
+                lines = (logs / f"{name}.log").read_text().splitlines()
+                summary = next((ln for ln in lines if ln.startswith("sweep ")), "")
+                elapsed = time.perf_counter() - started_all
+                done_size += sizes[name]  # time left, guessed from the work left
+                left = elapsed / done_size * (sum(sizes.values()) - done_size)
+                print(f"[{done}/{len(names)}] {name}: exit {proc.returncode} in "
+                      f"{time.perf_counter() - started:.0f}s; {summary.split(': ', 1)[-1]} "
+                      f"({elapsed:.0f}s elapsed, ~{left:.0f}s left)", flush=True)
+                for line in lines:  # failures and skipped cells are always shown
+                    if line.startswith(("[failed]", "[skipped]", "actloss-bench: error")):
+                        print(f"    {line}")
+                if proc.returncode != 0:
+                    failed.append(name)
+                    print("\n".join(f"    {ln}" for ln in lines[-15:]))
+    except KeyboardInterrupt:  # Ctrl-C reached the sweeps too: let them record it, then stop
+        for proc, log, _ in running.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
             log.close()
-            del running[name]
-            done += 1
-            lines = (logs / f"{name}.log").read_text().splitlines()
-            summary = next((ln for ln in lines if ln.startswith("sweep ")), "")
-            elapsed = time.perf_counter() - started_all
-            done_size += sizes[name]  # time left, guessed from the work left
-            left = elapsed / done_size * (sum(sizes.values()) - done_size)
-            print(f"[{done}/{len(names)}] {name}: exit {proc.returncode} in "
-                  f"{time.perf_counter() - started:.0f}s; {summary.split(': ', 1)[-1]} "
-                  f"({elapsed:.0f}s elapsed, ~{left:.0f}s left)", flush=True)
-            for line in lines:  # failures and skipped cells are always shown
-                if line.startswith(("[failed]", "[skipped]", "actloss-bench: error")):
-                    print(f"    {line}")
-            if proc.returncode != 0:
-                failed.append(name)
-                print("\n".join(f"    {ln}" for ln in lines[-15:]))
+        print(f"run_all: interrupted: {done} of {len(names)} experiments done; finished cells "
+              "are kept, the same command again runs the rest", file=sys.stderr)
+        sys.exit(130)
     wall = time.perf_counter() - started_all
     summary = run_summary(logs, names, wall)
     (logs / "run_summary.json").write_text(json.dumps(summary, indent=1))

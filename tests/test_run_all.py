@@ -2,11 +2,16 @@
 misfiled, a summary of models, time and MLflow's share."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -38,3 +43,26 @@ def test_a_bad_seed_base_is_one_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("run_all: error: --seed -1 is not allowed; it must be an "
                                    "integer >= 0")
+
+
+def test_ctrl_c_stops_make_run_in_one_line_and_the_same_command_finishes_it(tmp_path):
+    cmd = [sys.executable, "-m", "actloss_bench.run_all", "dying_relu", "--results",
+           str(tmp_path), "--jobs", "1", "--extra", "trainer.epochs=30", "seeds=2",
+           "task.n_samples=600"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    log = tmp_path / "logs" / "dying_relu.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and "[ok]" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal running make run
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(
+        "run_all: interrupted: 0 of 1 experiments done; finished cells are kept")
+    finished = log.read_text().count("[ok]")
+    assert 1 <= finished < 12, "the interrupt must land mid-sweep"
+
+    again = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert log.read_text().count("[done]") == finished
