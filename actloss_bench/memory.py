@@ -54,14 +54,21 @@ def parameter_count(n_in: int, n_out: int, depth: int, width: int) -> int:
     return (n_in * width + width) + (depth - 1) * (width * width + width) + width * n_out + n_out
 
 
-def estimate(cfg, *, n_features: Optional[int] = None, n_samples: Optional[int] = None,
-             n_outputs: Optional[int] = None) -> Estimate:
-    """Peak bytes of one job (``cfg`` composed); the task's own sizes unless given (a real
-    dataset knows its own)."""
+def task_sizes(task_cfg) -> Tuple[int, int, int]:
+    """(samples, features, outputs) of a task: a real dataset's own, else the config's."""
+    from actloss_bench.tasks import TASKS
+
+    task = TASKS.get(task_cfg.name)
+    n, features = task.shape if task is not None and task.shape else (task_cfg.n_samples,
+                                                                       task_cfg.n_features)
+    classes = task.n_classes if task is not None and task.n_classes else task_cfg.n_classes
+    return n, features, max(1, classes)
+
+
+def estimate(cfg) -> Estimate:
+    """Peak bytes of one job (``cfg`` composed)."""
     t, m = cfg.task, cfg.model
-    n = n_samples if n_samples is not None else t.n_samples
-    features = n_features if n_features is not None else t.n_features
-    outputs = n_outputs if n_outputs is not None else max(1, t.n_classes)
+    n, features, outputs = task_sizes(t)
     K, seeds = n_models(cfg), cfg.seeds
     n_train = n * (1 - t.val_fraction - t.test_fraction)
     n_eval = n * max(t.val_fraction, t.test_fraction)
@@ -101,16 +108,17 @@ def _gb(n_bytes: float) -> str:
     return f"{gb:,.1f}" if gb >= 0.1 else f"{gb:.2g}"
 
 
-def check_fits(cfg, **sizes) -> Estimate:
+def check_fits(cfg) -> Estimate:
     """Raise ConfigError (one line) when the job's estimate exceeds the limit."""
-    est = estimate(cfg, **sizes)
+    est = estimate(cfg)
+    n, features, _ = task_sizes(cfg.task)
     cap, source = limit(cfg)
     if cap is not None and est.total > cap:
         raise ConfigError(
             f"config too big for this machine: about {_gb(est.total)} GB needed "
             f"(data {_gb(est.data)}, model {_gb(est.model)}, activations "
             f"{_gb(est.activations)}; {est.models} model(s) of depth {cfg.model.depth} x "
-            f"width {cfg.model.width}, {cfg.task.n_samples} samples x {cfg.task.n_features} "
-            f"features), limit {_gb(cap)} GB ({source}); reduce model.depth, model.width, "
-            f"task.n_samples, task.n_features or seeds")
+            f"width {cfg.model.width}, {n} samples x {features} features), limit "
+            f"{_gb(cap)} GB ({source}); reduce model.depth, model.width, task.n_samples, "
+            f"task.n_features or seeds")
     return est

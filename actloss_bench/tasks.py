@@ -27,6 +27,7 @@ class Task:
     generate: Callable[..., Tuple[np.ndarray, np.ndarray]]
     description: str
     n_classes: Optional[int] = None  # a real dataset's own; else task.n_classes
+    shape: Optional[Tuple[int, int]] = None  # a real dataset's (rows, features); else the config's
 
 
 @dataclass
@@ -133,13 +134,17 @@ TASKS: Dict[str, Task] = {
         Task("xor", BINARY, _xor, "quadrant XOR (2-D)"),
         Task("spirals", BINARY, _spirals, "two interleaved spirals (2-D)"),
         Task("breast_cancer", BINARY, _real(datasets.load_breast_cancer),
-             "scikit-learn's Wisconsin breast cancer data: 569 x 30, binary (real)"),
+             "scikit-learn's Wisconsin breast cancer data: 569 x 30, binary (real)",
+             shape=(569, 30)),
         Task("wine", MULTICLASS, _real(datasets.load_wine),
-             "scikit-learn's wine data: 178 x 13, 3 classes (real)", n_classes=3),
+             "scikit-learn's wine data: 178 x 13, 3 classes (real)", n_classes=3,
+             shape=(178, 13)),
         Task("digits", MULTICLASS, _real(datasets.load_digits),
-             "scikit-learn's 8x8 handwritten digits: 1797 x 64, 10 classes (real)", n_classes=10),
+             "scikit-learn's 8x8 handwritten digits: 1797 x 64, 10 classes (real)", n_classes=10,
+             shape=(1797, 64)),
         Task("diabetes", REGRESSION, _real(datasets.load_diabetes),
-             "scikit-learn's diabetes progression data: 442 x 10, regression (real)"),
+             "scikit-learn's diabetes progression data: 442 x 10, regression (real)",
+             shape=(442, 10)),
     ]
 }
 

@@ -71,3 +71,12 @@ def test_the_limit_can_be_set():
                    check=False)
     assert proc.returncode == 2
     assert "limit 0.001 GB (trainer.memory_limit_gb)" in proc.stderr
+
+
+def test_a_real_dataset_is_sized_by_its_own_rows_and_features(make_cfg):
+    from actloss_bench.memory import task_sizes
+
+    assert task_sizes(make_cfg("task=digits").task) == (1797, 64, 10)
+    assert task_sizes(make_cfg("task=binary", "task.n_samples=300").task) == (300, 20, 2)
+    proc = run_cli("actloss-bench", "task=digits", "seeds=2000000", check=False)
+    assert proc.returncode == 2 and "1797 samples x 64 features" in proc.stderr
