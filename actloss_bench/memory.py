@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from actloss_bench import protocol
 from actloss_bench.schema import ConfigError
 
 GB = 1e9
@@ -44,8 +45,8 @@ class Estimate:
 
 
 def n_models(cfg) -> int:
-    factors = cfg.tune.lr_factors
-    return cfg.seeds * (len(factors) if factors else 1)
+    """The job's population: each seed at each learning rate of the protocol's grid."""
+    return cfg.seeds * len(protocol.learning_rates(cfg))
 
 
 def parameter_count(n_in: int, n_out: int, depth: int, width: int) -> int:

@@ -130,6 +130,9 @@ class ServerError(RuntimeError):
     """A server that cannot start, in one line."""
 
 
+PG_USER, PG_DB = "actloss", "mlflow"  # the role initdb creates, and MLflow's database
+
+
 def _as_postgres(cmd: list) -> list:
     """PostgreSQL refuses to run as root: as root, run its programs as the postgres user."""
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
@@ -180,9 +183,6 @@ def start_postgres(data: Path, port: int, timeout_s: float = 60.0) -> str:
 def stop_postgres(data: Path) -> None:
     subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "stop", "-D", str(data.resolve()), "-m",
                                  "fast", "-w"]), capture_output=True)
-
-
-PG_USER, PG_DB = "actloss", "mlflow"
 
 
 def serve(cmd: list, env: dict, on_stop=None) -> int:

@@ -23,6 +23,16 @@ def run_cli(*args, cwd=None, timeout=300, env=None, check=True):
     return proc
 
 
+def child_runs(uri, experiment="actloss_bench"):
+    """A store's client and the runs of ``experiment`` under a parent (the jobs of sweeps)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
+    return client, [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+
+
 @pytest.fixture
 def store(tmp_path):
     """A fresh SQLite tracking URI in a temporary folder."""

@@ -7,10 +7,9 @@ import subprocess
 import time
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from actloss_bench import cluster
-from conftest import BIN, ROOT, require_system, run_cli
+from conftest import BIN, ROOT, child_runs, require_system, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +26,7 @@ def slurm(tmp_path_factory):
 
 
 def _runs(store):
-    client = MlflowClient(tracking_uri=store)
-    exp = client.get_experiment_by_name("actloss_bench")
-    runs = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
-    return [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    return child_runs(store)[1]
 
 
 def _sweep(store, sweep_dir, epochs):

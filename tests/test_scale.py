@@ -15,22 +15,15 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from actloss_bench.server import free_port, start_local
-from conftest import BIN, ROOT, run_cli
+from conftest import BIN, ROOT, child_runs, run_cli
 
 pytestmark = pytest.mark.slow
-
-
-def _children(uri, experiment="actloss_bench"):
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
-    return client, [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
 
 
 def test_submitit_local_launcher(tmp_path, store, small):
     run_cli("actloss-bench", "-m", "hydra/launcher=local_procs", "activation=relu,tanh",
             *small, f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/sweep")
-    _, runs = _children(store)
+    _, runs = child_runs(store)
     assert sorted(r.data.params["activation"] for r in runs) == ["relu", "tanh"]
     assert all(r.data.tags["status"] == "ok" for r in runs)
 
@@ -40,7 +33,7 @@ def test_ray_launcher_on_a_local_ray_cluster(tmp_path, store, small):
     run_cli("actloss-bench", "-m", "hydra/launcher=ray", "activation=relu,tanh", *small,
             f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/sweep",
             env={"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
-    _, runs = _children(store)
+    _, runs = child_runs(store)
     assert sorted(r.data.params["activation"] for r in runs) == ["relu", "tanh"]
     assert all(r.data.tags["status"] == "ok" for r in runs)
 
@@ -51,8 +44,8 @@ def test_same_numbers_across_launchers(tmp_path, store, small):
             f"hydra.sweep.dir={tmp_path}/a")
     run_cli("actloss-bench", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *args,
             "tracking.experiment=joblib", f"hydra.sweep.dir={tmp_path}/b")
-    client, (a,) = _children(store, "basic")
-    _, (b,) = _children(store, "joblib")
+    client, (a,) = child_runs(store, "basic")
+    _, (b,) = child_runs(store, "joblib")
     assert a.data.metrics == b.data.metrics
     for key in ("val/loss", "grad_norm/layer_0"):
         assert ([m.value for m in client.get_metric_history(a.info.run_id, key)] ==
@@ -63,7 +56,7 @@ def test_same_numbers_across_launchers(tmp_path, store, small):
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, store, small):
     proc = run_cli("actloss-bench", "-m", "trainer.device=cpu,cuda", "seed=0,1", *small,
                    f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/s")
-    client, runs = _children(store)
+    client, runs = child_runs(store)
     by_device = {}
     for r in runs:
         by_device.setdefault(r.data.params["trainer.device"], []).append(r.data.tags["status"])
@@ -93,7 +86,7 @@ def _sweep_with_two_jobs_done(store, sweep_dir, **popen):
     done = []
     while time.time() < deadline and len(done) < 2:
         time.sleep(0.3)
-        done = [r for r in _children(store)[1] if r.data.tags.get("status") == "ok"]
+        done = [r for r in child_runs(store)[1] if r.data.tags.get("status") == "ok"]
     return proc
 
 
@@ -101,7 +94,7 @@ def _rerun_finishes_once(store, sweep_dir, finished_before):
     """A re-run redoes nothing finished and leaves every job once, finished."""
     second = run_cli(*_sweep_cmd(store, sweep_dir))
     assert second.stdout.count("[done]") == len(finished_before)
-    _, after = _children(store)
+    _, after = child_runs(store)
     live = [r for r in after if "superseded_by" not in r.data.tags]
     assert sorted(r.data.tags["status"] for r in live) == ["ok"] * 6
     assert len({r.data.tags["job_key"] for r in live}) == 6, "no job twice"
@@ -113,7 +106,7 @@ def test_killed_sweep_resumes_without_redoing_or_duplicating(tmp_path, store):
                                      stderr=subprocess.DEVNULL)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    _, before = _children(store)
+    _, before = child_runs(store)
     finished_before = {r.data.tags["job_key"] for r in before if r.data.tags["status"] == "ok"}
     assert 2 <= len(finished_before) < 6, "the kill must land mid-sweep"
     superseded = _rerun_finishes_once(store, tmp_path / "second", finished_before)
@@ -129,7 +122,7 @@ def test_ctrl_c_mid_sweep_stops_cleanly_and_a_rerun_finishes_it_once(tmp_path, s
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith(
         "actloss-bench: interrupted (SIGINT): finished jobs are kept")
-    client, before = _children(store)
+    client, before = child_runs(store)
     finished_before = {r.data.tags["job_key"] for r in before if r.data.tags["status"] == "ok"}
     assert 2 <= len(finished_before) < 6, "the interrupt must land mid-sweep"
     # A job caught mid-training says so; none is left looking as if it still ran.
