@@ -30,7 +30,13 @@ HEADS: Dict[str, Callable[[], nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "softmax": lambda: nn.Softmax(dim=-1),
     "log_softmax": lambda: nn.LogSoftmax(dim=-1),
+    # Bounded and positive heads for regression targets of a known range or sign.
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+    "relu": nn.ReLU,
 }
+# Heads whose outputs are neither scores nor probabilities of a class.
+VALUE_HEADS = ("tanh", "softplus", "relu")
 
 # Flat tails of the saturating activations, as a test on the unit's *output*: a unit is in its
 # tail when its local derivative is below ~4% of its maximum (sigmoid: s(1-s) < 0.01, i.e.

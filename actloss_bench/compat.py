@@ -14,11 +14,11 @@ import os
 import sys
 from typing import Dict, NamedTuple, Tuple
 
-from actloss_bench.activations import HEADS
+from actloss_bench.activations import HEADS, VALUE_HEADS
 from actloss_bench.losses import LOSSES
+from actloss_bench.tasks import KINDS, TARGET_SCALINGS
 
 CANONICAL, MISTAKE, INVALID = "canonical", "mistake", "invalid"
-KINDS = ("regression", "binary", "multiclass")
 
 
 class Combo(NamedTuple):
@@ -27,6 +27,7 @@ class Combo(NamedTuple):
 
 
 _REGRESSION_LOSSES = ("mse", "mae", "huber")
+_ONE_CLASS_PER_SAMPLE = ("ce", "nll", "kl_div", "multi_margin", "naive_ce", "zero_one")
 
 # Classification rules: loss -> head -> (verdict, reason). Binary and multiclass share them
 # except where _BINARY_ONLY_CANONICAL says otherwise.
@@ -121,47 +122,99 @@ _REGRESSION_HEADS = {
     "sigmoid": (MISTAKE, "sigmoid bounds outputs to (0, 1); standardised targets are not"),
     "softmax": (MISTAKE, "softmax over one output is the constant 1"),
     "log_softmax": (MISTAKE, "log_softmax over one output is the constant 0"),
+    "tanh": (MISTAKE, "tanh bounds outputs to (-1, 1); standardised targets are not"),
+    "softplus": (MISTAKE, "softplus outputs are positive; standardised targets are not"),
+    "relu": (MISTAKE, "relu outputs are non-negative; standardised targets are not"),
+}
+# A bounded or positive head fits targets scaled into its range (task.target_scaling).
+_HEAD_FITS_SCALING = {
+    ("sigmoid", "unit"): "sigmoid's (0, 1) matches targets scaled to [0, 1] by their range",
+    ("tanh", "symmetric"): "tanh's (-1, 1) matches targets scaled to [-1, 1] by their range",
+    ("softplus", "unit"): "a positive head for targets scaled to [0, 1]",
+    ("relu", "unit"): "a non-negative head for targets scaled to [0, 1] (its unit dies below 0)",
+}
+
+_MULTILABEL = {
+    ("bce_with_logits", "linear"): (CANONICAL, "one logit per label into BCEWithLogitsLoss: "
+                                               "independent sigmoids"),
+    ("focal", "linear"): (CANONICAL, "one logit per label into sigmoid focal loss"),
+    ("bce", "softmax"): (MISTAKE, "softmax makes independent labels compete: their "
+                                  "probabilities must sum to 1"),
+    ("ce_onehot", "linear"): (MISTAKE, "softmax cross-entropy over independent labels: they "
+                                       "compete for one unit of probability"),
+    ("ce_onehot", "log_softmax"): (MISTAKE, "softmax cross-entropy over independent labels: "
+                                            "they compete for one unit of probability"),
 }
 
 
-def classify(kind: str, head: str, loss: str) -> Combo:
-    """Classify the (task kind, head, loss) cell.
+def _regression(head: str, loss: str, scaling: str) -> Combo:
+    if loss == "gaussian_nll":
+        if head == "linear":
+            return Combo(CANONICAL, "a mean and a variance output into Gaussian NLL")
+        return Combo(MISTAKE, f"a {head} head squashes the mean and the variance together")
+    if loss not in _REGRESSION_LOSSES + ("mse_shape_mismatch",):
+        return Combo(INVALID, f"{loss} needs class labels; regression targets are continuous")
+    if loss == "mse_shape_mismatch" and head == "linear":
+        return Combo(MISTAKE, "(N,1) predictions against (N,) targets broadcast to (N,N)")
+    if (head, scaling) in _HEAD_FITS_SCALING and loss != "mse_shape_mismatch":
+        return Combo(CANONICAL, _HEAD_FITS_SCALING[(head, scaling)])
+    if head in ("softplus", "relu") and scaling == "none":
+        return Combo(MISTAKE, f"{head} outputs are positive; fits raw targets only if they are "
+                              f"positive (the linear head makes no such bet)")
+    return Combo(*_REGRESSION_HEADS[head])
+
+
+def _classification(kind: str, head: str, loss: str) -> Combo:
+    if loss == "gaussian_nll":
+        return Combo(INVALID, "gaussian_nll needs continuous targets, not class labels")
+    if kind == "multilabel":
+        if loss in _ONE_CLASS_PER_SAMPLE:
+            return Combo(INVALID, f"{loss} needs one class per sample; a multilabel sample has "
+                                  f"several")
+        if (loss, head) in _MULTILABEL:
+            return Combo(*_MULTILABEL[(loss, head)])
+    if head in VALUE_HEADS:
+        if loss == "bce":
+            return Combo(INVALID, f"BCELoss needs probabilities in [0, 1]; a {head} head is "
+                                  f"not bounded to it")
+        return Combo(MISTAKE, f"{head} outputs are neither logits nor probabilities")
+    verdict, reason = _CLASSIFICATION[loss][head]
+    if kind != "binary" and (loss, head) in _BINARY_ONLY_CANONICAL:
+        return Combo(MISTAKE, _BINARY_ONLY_CANONICAL[(loss, head)])
+    return Combo(verdict, reason)
+
+
+def classify(kind: str, head: str, loss: str, scaling: str = "standard") -> Combo:
+    """Classify the (task kind, head, loss) cell; ``scaling``: task.target_scaling, which
+    decides whether a bounded or positive regression head fits its targets.
 
     >>> classify("multiclass", "softmax", "ce").verdict
     'mistake'
     """
     if kind not in KINDS:
         raise ValueError(f"task kind {kind!r} is not one of {', '.join(KINDS)}")
-    if head not in HEADS or loss not in LOSSES:
-        raise ValueError(f"unknown head {head!r} or loss {loss!r}")
+    if head not in HEADS or loss not in LOSSES or scaling not in TARGET_SCALINGS:
+        raise ValueError(f"unknown head {head!r}, loss {loss!r} or scaling {scaling!r}")
     if kind == "regression":
-        if loss in _REGRESSION_LOSSES:
-            return Combo(*_REGRESSION_HEADS[head])
-        if loss == "mse_shape_mismatch":
-            if head == "linear":
-                return Combo(MISTAKE, "(N,1) predictions against (N,) targets broadcast to (N,N)")
-            return Combo(*_REGRESSION_HEADS[head])
-        return Combo(INVALID, f"{loss} needs class labels; regression targets are continuous")
-    verdict, reason = _CLASSIFICATION[loss][head]
-    if kind == "multiclass" and (loss, head) in _BINARY_ONLY_CANONICAL:
-        return Combo(MISTAKE, _BINARY_ONLY_CANONICAL[(loss, head)])
-    return Combo(verdict, reason)
+        return _regression(head, loss, scaling)
+    return _classification(kind, head, loss)
 
 
 def output_dim(kind: str, head: str, loss: str, n_classes: int) -> int:
-    """Output units: 1 for regression and for single-logit binary losses, else n_classes."""
+    """Output units: 1 for regression (2 for a mean and a variance) and for single-logit binary
+    losses, else n_classes (one per label for multilabel)."""
     if kind == "regression":
-        return 1
+        return 2 if loss == "gaussian_nll" else 1
     if kind == "binary" and LOSSES[loss].single_logit and head in ("linear", "sigmoid"):
         return 1
     return n_classes
 
 
-def matrix_rows():
+def matrix_rows(scaling: str = "standard"):
     for kind in KINDS:
         for loss in LOSSES:
             for head in HEADS:
-                combo = classify(kind, head, loss)
+                combo = classify(kind, head, loss, scaling)
                 yield kind, head, loss, combo.verdict, combo.reason
 
 
@@ -171,10 +224,12 @@ def main(argv=None) -> None:
         description="Print the task x head x loss compatibility matrix.")
     parser.add_argument("--kind", choices=KINDS, help="only this task kind")
     parser.add_argument("--verdict", choices=(CANONICAL, MISTAKE, INVALID), help="only these")
+    parser.add_argument("--scaling", choices=TARGET_SCALINGS, default="standard",
+                        help="regression: task.target_scaling (bounded heads fit some)")
     args = parser.parse_args(argv)
     try:
         print(f"{'kind':<11} {'head':<12} {'loss':<19} {'verdict':<10} reason")
-        for kind, head, loss, verdict, reason in matrix_rows():
+        for kind, head, loss, verdict, reason in matrix_rows(args.scaling):
             if (args.kind or kind) == kind and (args.verdict or verdict) == verdict:
                 print(f"{kind:<11} {head:<12} {loss:<19} {verdict:<10} {reason}")
         sys.stdout.flush()

@@ -27,7 +27,7 @@ PerSample = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class LossSpec:
     name: str
-    targets: str  # 'dense', 'index' or 'distribution' for class targets
+    targets: str  # class targets: 'dense', 'index' or 'distribution'; 'value': regression only
     # On a binary task with a linear or sigmoid head: one output unit instead of two.
     single_logit: bool
     description: str
@@ -56,6 +56,9 @@ LOSSES: Dict[str, LossSpec] = {
                  "categorical cross-entropy with one-hot targets, -sum(y log_softmax(z))"),
         LossSpec("zero_one", "index", True,
                  "the 0-1 loss (1 - accuracy) per sample: zero gradient almost everywhere"),
+        LossSpec("gaussian_nll", "value", True,
+                 "Gaussian negative log-likelihood of a mean and a variance output "
+                 "(nn.GaussianNLLLoss; variance = softplus of the second output)"),
         LossSpec("mse_shape_mismatch", "dense", True,
                  "MSE of (N,1) predictions against (N,) targets: broadcasts to (N,N)"),
     ]
@@ -63,7 +66,8 @@ LOSSES: Dict[str, LossSpec] = {
 
 
 def _focal(out: torch.Tensor, target: torch.Tensor, gamma: float, alpha: Optional[float]):
-    if out.shape[-1] == 1:  # sigmoid focal loss (Lin et al. 2017; torchvision's formula)
+    if target.shape == out.shape:  # 0/1 targets per output: sigmoid focal loss (Lin et al.
+        # 2017; torchvision's formula), for one binary logit or one logit per label
         p = torch.sigmoid(out)
         ce = F.binary_cross_entropy_with_logits(out, target, reduction="none")
         p_t = p * target + (1 - p) * (1 - target)
@@ -93,6 +97,17 @@ def _zero_one(out, target):
     else:
         wrong = out.argmax(-1) != target
     return wrong.float() + 0.0 * out.sum(-1)
+
+
+def gaussian_mean_var(out: torch.Tensor):
+    """A gaussian_nll model's outputs (..., 2) as its mean and variance (softplus keeps the
+    variance positive; torch's GaussianNLLLoss clamps it at 1e-6)."""
+    return out[..., :1], F.softplus(out[..., 1:])
+
+
+def _gaussian_nll(out, target):
+    mean, var = gaussian_mean_var(out)
+    return F.gaussian_nll_loss(mean, target, var, full=True, reduction="none").mean(-1)
 
 
 def _rows(loss: PerSample) -> PerSample:
@@ -133,6 +148,8 @@ def per_sample_loss(cfg, pos_weight: Optional[torch.Tensor]) -> PerSample:
         return lambda o, t: -(t * F.log_softmax(o, dim=-1)).sum(-1)
     if name == "zero_one":
         return _zero_one
+    if name == "gaussian_nll":
+        return _gaussian_nll
     if name == "mse_shape_mismatch":
         # (N,1) - (N,) broadcasts to (N,N) without a word: every prediction is pulled towards
         # every target, so the optimum is the mean target (per model: (K,N,1) - (K,1,N)).
@@ -145,6 +162,8 @@ def encode_targets(y: torch.Tensor, *, kind: str, loss: str, out_dim: int, n_cla
     """Encode labels or values the way loss ``loss`` consumes them for an ``out_dim`` output."""
     if kind == "regression":
         return y if loss == "mse_shape_mismatch" else y[..., None]
+    if kind == "multilabel":  # already one 0/1 column per label
+        return y.float()
     if out_dim == 1:
         return y.float()[..., None]
     targets = LOSSES[loss].targets
@@ -191,6 +210,13 @@ def make_loss(cfg, *, kind: str, out_dim: int, n_classes: int,
     class weighting goes through ``pos_weight`` for logits BCE."""
     weights = None
     pos_weight = None
+    if kind == "multilabel":  # weighting: bce_with_logits's pos_weight, per label
+        if cfg.name == "bce_with_logits" and cfg.pos_weight is not None:
+            pos_weight = torch.full((len(y_train), 1, out_dim), float(cfg.pos_weight))
+        elif cfg.name == "bce_with_logits" and cfg.class_weight == "balanced":
+            positives = y_train.sum(1).float().clamp_min(1)  # (K, labels)
+            pos_weight = ((y_train.shape[1] - positives) / positives)[:, None, :]
+        return Loss(per_sample_loss(cfg, pos_weight), None)
     if kind != "regression" and cfg.class_weight == "balanced":
         weights = balanced_class_weights(y_train, n_classes)
     if cfg.name == "bce_with_logits" and kind != "regression":

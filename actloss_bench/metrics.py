@@ -49,6 +49,24 @@ def probabilities(output: torch.Tensor, *, head: str, loss: str) -> np.ndarray:
     return p.numpy()
 
 
+def label_probabilities(output: torch.Tensor, *, head: str, loss: str) -> np.ndarray:
+    """Multilabel: each label's probability ``(..., N, L)``. Softmax-type heads and losses give
+    probabilities that compete across labels (the mistake they are); a linear head's scores go
+    through the sigmoid its BCE-type loss assumes; square/absolute losses are clipped to [0, 1]."""
+    out = output.detach().double()
+    if head in ("softmax", "sigmoid"):
+        p = out
+    elif head == "log_softmax":
+        p = out.exp()
+    elif loss in _REGRESSION_LOSSES:
+        p = out
+    elif loss in ("ce_onehot", "kl_div"):
+        p = torch.softmax(out, dim=-1)
+    else:
+        p = torch.sigmoid(out)
+    return p.clamp(0, 1).numpy()
+
+
 def _rowwise(metric):
     """Let a row-wise metric take one model's arrays too: a 1-D first argument means one row,
     and the result comes back without the row axis (a float for a scalar metric)."""
@@ -287,14 +305,77 @@ def classification_metrics_rows(y: np.ndarray, P: np.ndarray) -> List[Dict[str, 
     return [dict(zip(columns, row)) for row in values]
 
 
+def multilabel_metric_names(n_labels: int):
+    return (["subset_accuracy", "hamming_loss", "f1_macro", "roc_auc", "ece", "brier", "nll",
+             "pred_majority_fraction"]
+            + [f"{m}_label_{j}" for m in ("f1", "ece") for j in range(n_labels)])
+
+
+def _label_sets(y: np.ndarray) -> np.ndarray:
+    """Each sample's 0/1 label vector (S, N, L) as one integer (S, N)."""
+    return (y.astype(np.int64) << np.arange(y.shape[-1])).sum(-1)
+
+
+def _majority_set_fraction(sets: np.ndarray) -> np.ndarray:
+    return np.array([np.unique(row, return_counts=True)[1].max() / len(row) for row in sets])
+
+
+def multilabel_metrics_rows(y: np.ndarray, P: np.ndarray) -> List[Dict[str, float]]:
+    """Multilabel metrics, one dict per row of 0/1 labels ``y`` (S, N, L) and label
+    probabilities ``P`` (S, N, L); a label is predicted when its probability is >= 0.5.
+
+    subset accuracy (every label right), Hamming loss (share of wrong label entries), macro F1
+    over labels (0 where undefined, as scikit-learn), ROC AUC macro over labels with both
+    classes, ECE of each label's positive-class probability and their mean, Brier and NLL
+    averaged over labels, and per label ``f1_label_<j>`` and ``ece_label_<j>``. The share of
+    the most frequent predicted label set (pred_majority_fraction) and true label set
+    (data_majority_fraction, not logged) feed the collapse detector."""
+    S, N, L = P.shape
+    finite = np.isfinite(P).all(axis=(1, 2))
+    P = np.where(finite[:, None, None], P, 0.5)
+    y = y.astype(np.int64)
+    pred = (P >= 0.5).astype(np.int64)
+    tp = (pred & y).sum(1).astype(float)  # (S, L)
+    denom = pred.sum(1) + y.sum(1)
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    ece = np.stack([expected_calibration_error(y[..., j] == 1, P[..., j]) for j in range(L)], 1)
+    auc = np.stack([_binary_auc(y[..., j] == 1, P[..., j]) for j in range(L)], 1)
+    p_true = np.clip(np.where(y == 1, P, 1 - P), _EPS, 1.0)
+    with np.errstate(invalid="ignore"):
+        auc_macro = np.nanmean(np.where(np.isnan(auc), np.nan, auc), axis=1)
+    columns = {
+        "subset_accuracy": (pred == y).all(-1).mean(1),
+        "hamming_loss": (pred != y).mean((1, 2)),
+        "f1_macro": f1.mean(1),
+        "roc_auc": auc_macro,
+        "ece": ece.mean(1),
+        "brier": ((P - y) ** 2).mean((1, 2)),
+        "nll": -np.log(p_true).mean((1, 2)),
+        "pred_majority_fraction": _majority_set_fraction(_label_sets(pred)),
+        **{f"f1_label_{j}": f1[:, j] for j in range(L)},
+        **{f"ece_label_{j}": ece[:, j] for j in range(L)},
+    }
+    values = np.where(finite, np.array(list(columns.values())), np.nan).T.tolist()
+    rows = [dict(zip(columns, row)) for row in values]
+    for row, fraction in zip(rows, _majority_set_fraction(_label_sets(y))):
+        row["data_majority_fraction"] = float(fraction)
+    return rows
+
+
 def classification_metrics(y: np.ndarray, P: np.ndarray) -> Dict[str, float]:
     """All classification metrics of DESIGN.md for one model's labels ``y`` and ``P`` (N, K)."""
     return classification_metrics_rows(y[None], P[None])[0]
 
 
-def regression_metrics_rows(y: np.ndarray, pred: np.ndarray) -> List[Dict[str, float]]:
+Z90 = 1.6448536269514722  # the standard normal's 95th percentile: a central 90% interval
+
+
+def regression_metrics_rows(y: np.ndarray, pred: np.ndarray,
+                            var: np.ndarray | None = None) -> List[Dict[str, float]]:
     """MAE, RMSE, R^2 (sklearn's r2_score) and the spread of predictions relative to targets,
-    one dict per row of ``y`` and ``pred`` (S, N)."""
+    one dict per row of ``y`` and ``pred`` (S, N). With predictive variances ``var`` (S, N) or
+    (S, 1) also: the Gaussian NLL of the targets (constant included, as GaussianNLLLoss's
+    full=True) and the share of targets inside the central 90% interval, with its mean width."""
     err = pred - y
     sse = np.sum(err ** 2, axis=1)
     sst = np.sum((y - y.mean(1, keepdims=True)) ** 2, axis=1)
@@ -306,6 +387,13 @@ def regression_metrics_rows(y: np.ndarray, pred: np.ndarray) -> List[Dict[str, f
         "r2": r2,
         "pred_std_ratio": np.std(pred, axis=1) / (np.std(y, axis=1) + _EPS),
     }
+    if var is not None:
+        var = np.broadcast_to(np.maximum(var, 1e-6), err.shape)
+        with np.errstate(invalid="ignore", over="ignore"):
+            columns["nll"] = np.mean(0.5 * (np.log(2 * np.pi * var) + err ** 2 / var), axis=1)
+            sd = np.sqrt(var)
+            columns["coverage_90"] = np.mean(np.abs(err) <= Z90 * sd, axis=1)
+            columns["interval_width_90"] = np.mean(2 * Z90 * sd, axis=1)
     return [dict(zip(columns, row)) for row in np.array(list(columns.values())).T.tolist()]
 
 

@@ -14,23 +14,25 @@ from typing import List
 
 import pandas as pd
 
-from actloss_bench.tasks import REGRESSION
+from actloss_bench.tasks import MULTILABEL, REGRESSION
 from actloss_bench.training import Member
 
 # Metrics where lower is better; every other metric is read as higher-is-better.
-LOWER_IS_BETTER = ("loss", "mae", "rmse", "ece", "brier", "nll", "ece_positive")
+LOWER_IS_BETTER = ("loss", "mae", "rmse", "ece", "brier", "nll", "ece_positive", "hamming_loss",
+                   "interval_width_90")
 
 
 def lower_is_better(metric: str) -> bool:
-    return metric.split("/")[-1] in LOWER_IS_BETTER
+    name = metric.split("/")[-1]
+    return name in LOWER_IS_BETTER or name.startswith(("ece_", "nll_"))
 
 
 def tuning_metric(cfg, kind: str) -> str:
     """``tune.metric``, or for ``auto``: validation balanced accuracy (classification, fair to
-    imbalanced data) or validation RMSE (regression)."""
+    imbalanced data), macro F1 over labels (multilabel) or validation RMSE (regression)."""
     if cfg.tune.metric != "auto":
         return cfg.tune.metric
-    return "val/rmse" if kind == REGRESSION else "val/balanced_accuracy"
+    return {REGRESSION: "val/rmse", MULTILABEL: "val/f1_macro"}.get(kind, "val/balanced_accuracy")
 
 
 def learning_rates(cfg) -> List[float]:

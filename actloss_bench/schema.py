@@ -34,6 +34,13 @@ class TaskConfig:
     label_noise: float = 0.0
     outlier_scale: float = 20.0
     class_sep: float = 1.0
+    # Regression: how targets reach the model: standard (z-scored on the training split), none
+    # (raw), unit ([0, 1] by the training range) or symmetric ([-1, 1]); metrics stay in
+    # standardised units whatever the choice.
+    target_scaling: str = "standard"
+    # bounded_regression: the targets' range.
+    target_low: float = 0.0
+    target_high: float = 1.0
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     # None: the data follow the run's top-level seed (each seed is a new draw of the data).
@@ -207,7 +214,7 @@ def validate(cfg: Any) -> None:
     """Check option names and value ranges of a composed config; raise ConfigError (one line)."""
     from actloss_bench.activations import ACTIVATIONS, HEADS
     from actloss_bench.losses import LOSSES
-    from actloss_bench.tasks import TASKS
+    from actloss_bench.tasks import TARGET_SCALINGS, TASKS
 
     _allowed("task", cfg.task.name, sorted(TASKS))
     _allowed("activation", cfg.activation.name, sorted(ACTIVATIONS))
@@ -218,6 +225,7 @@ def validate(cfg: Any) -> None:
     _allowed("trainer.device", cfg.trainer.device, DEVICES)
     _allowed("loss.class_weight", cfg.loss.class_weight, CLASS_WEIGHTS)
     _allowed("profile", cfg.profile, PROFILES)
+    _allowed("task.target_scaling", cfg.task.target_scaling, TARGET_SCALINGS)
 
     t = cfg.task
     _check("task.n_samples", t.n_samples, t.n_samples >= 20, "an integer >= 20")
@@ -231,6 +239,8 @@ def validate(cfg: Any) -> None:
     _check("task.label_noise", t.label_noise, 0 <= t.label_noise < 1, "in [0, 1)")
     _check("task.outlier_scale", t.outlier_scale, t.outlier_scale >= 0, ">= 0")
     _check("task.class_sep", t.class_sep, t.class_sep > 0, "> 0")
+    _check("task.target_high", t.target_high, t.target_high > t.target_low,
+           f"greater than task.target_low={t.target_low}")
     for key in ("val_fraction", "test_fraction"):
         value = getattr(t, key)
         _check(f"task.{key}", value, 0 < value < 0.5, "in (0, 0.5)")

@@ -18,12 +18,17 @@ from sklearn import datasets
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 
 REGRESSION, BINARY, MULTICLASS = "regression", "binary", "multiclass"
+MULTILABEL = "multilabel"  # several independent 0/1 labels per sample
+KINDS = (REGRESSION, BINARY, MULTICLASS, MULTILABEL)
+# How regression targets reach the model (task.target_scaling); metrics are always computed
+# in units of the clean training targets' standard deviation, so every option is comparable.
+TARGET_SCALINGS = ("standard", "none", "unit", "symmetric")
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
-    kind: str  # REGRESSION, BINARY or MULTICLASS
+    kind: str  # one of KINDS
     generate: Callable[..., Tuple[np.ndarray, np.ndarray]]
     description: str
     n_classes: Optional[int] = None  # a real dataset's own; else task.n_classes
@@ -33,7 +38,7 @@ class Task:
 @dataclass
 class Dataset:
     kind: str
-    n_classes: int  # 0 for regression
+    n_classes: int  # 0 for regression; the number of labels for multilabel
     X_train: torch.Tensor
     y_train: torch.Tensor
     X_val: torch.Tensor
@@ -41,6 +46,10 @@ class Dataset:
     X_test: torch.Tensor
     y_test: torch.Tensor
     n_outliers_train: int = 0  # training targets replaced by outliers
+    # Regression: model-unit targets times scale plus shift are in metric units (standardised
+    # by the clean training targets); (1, 0) for the default scaling.
+    metric_scale: float = 1.0
+    metric_shift: float = 0.0
 
     @property
     def n_features(self) -> int:
@@ -76,6 +85,45 @@ def _multiclass(cfg, rng):
 
 def _imbalanced(cfg, rng):
     return _classification(cfg, rng, 2, weights=[1 - cfg.minority_fraction])
+
+
+def _multilabel(cfg, rng):
+    """``n_classes`` labels, each its own thresholded linear function of the informative
+    features (prevalence 20-50%), then ``task.noise`` of the entries flipped. Vectorised:
+    scikit-learn's make_multilabel_classification draws sample by sample (~0.4 s per draw)."""
+    n_inf = max(2, min(cfg.n_features, 5))
+    X = rng.standard_normal((cfg.n_samples, cfg.n_features))
+    W = rng.standard_normal((n_inf, cfg.n_classes))
+    score = 2.5 * X[:, :n_inf] @ (W / np.linalg.norm(W, axis=0))
+    prevalence = rng.uniform(0.2, 0.5, cfg.n_classes)
+    threshold = np.array([np.quantile(s, 1 - p) for s, p in zip(score.T, prevalence)])
+    y = (score > threshold).astype(int)
+    flip = rng.random_sample(y.shape) < cfg.noise
+    return X, np.where(flip, 1 - y, y)
+
+
+def _signal(cfg, rng):
+    """Gaussian features and a smooth non-linear signal of them, standardised."""
+    X = rng.standard_normal((cfg.n_samples, cfg.n_features))
+    w = rng.standard_normal(min(cfg.n_features, 5))
+    f = X[:, :len(w)] @ w / np.linalg.norm(w) + 0.5 * np.sin(2 * X[:, 0])
+    return X, (f - f.mean()) / f.std()
+
+
+def _heteroscedastic(cfg, rng):
+    """Regression whose noise grows with the second feature: sd 0.1 where x_1 is very negative,
+    up to 0.1 + 2 * task.noise where it is very positive (noise 0: homoscedastic)."""
+    X, f = _signal(cfg, rng)
+    sd = 0.1 + cfg.noise * (1 + np.tanh(2 * X[:, min(1, cfg.n_features - 1)]))
+    return X, f + sd * rng.standard_normal(len(f))
+
+
+def _bounded(cfg, rng):
+    """Targets inside [task.target_low, task.target_high]: a squashed smooth signal plus noise
+    before the squashing, so every target stays inside the range."""
+    X, f = _signal(cfg, rng)
+    z = 1.5 * f + cfg.noise * rng.standard_normal(len(f))
+    return X, cfg.target_low + (cfg.target_high - cfg.target_low) / (1 + np.exp(-z))
 
 
 def _pad(X: np.ndarray, cfg, rng) -> np.ndarray:
@@ -126,9 +174,15 @@ TASKS: Dict[str, Task] = {
         Task("regression", REGRESSION, _regression, "linear-Gaussian regression (make_regression)"),
         Task("regression_outliers", REGRESSION, _regression,
              "regression whose train/val targets carry gross outliers; clean test split"),
+        Task("heteroscedastic", REGRESSION, _heteroscedastic,
+             "non-linear regression whose noise sd grows 1 to 21-fold (task.noise) with x_1"),
+        Task("bounded_regression", REGRESSION, _bounded,
+             "targets inside [task.target_low, task.target_high] (e.g. [0, 1] or [0, 1000])"),
         Task("binary", BINARY, _binary, "two Gaussian clusters (make_classification)"),
         Task("multiclass", MULTICLASS, _multiclass, "n_classes Gaussian clusters"),
         Task("imbalanced", BINARY, _imbalanced, "binary with task.minority_fraction positives"),
+        Task("multilabel", MULTILABEL, _multilabel,
+             "task.n_classes labels per sample, each a linear threshold of the features"),
         Task("moons", BINARY, _moons, "two interleaving half circles (2-D)"),
         Task("circles", BINARY, _circles, "a circle inside a circle (2-D)"),
         Task("xor", BINARY, _xor, "quadrant XOR (2-D)"),
@@ -173,6 +227,28 @@ def _flip_labels(y: np.ndarray, fraction: float, n_classes: int, rng) -> np.ndar
     return y
 
 
+def _flip_bits(y: np.ndarray, fraction: float, rng) -> np.ndarray:
+    """Multilabel noise: flip ``fraction`` of all the 0/1 label entries."""
+    n_flip = int(round(fraction * y.size))
+    if n_flip == 0:
+        return y
+    idx = rng.choice(y.size, size=n_flip, replace=False)
+    y = y.copy()
+    y.flat[idx] = 1 - y.flat[idx]
+    return y
+
+
+def _target_units(scaling: str, y_train: np.ndarray, mu: float, sd: float):
+    """(scale, shift) with standardised target = model target * scale + shift."""
+    lo, hi = y_train.min(), y_train.max()
+    span = max(hi - lo, 1e-12)
+    return {"standard": (1.0, 0.0),
+            "none": (1 / sd, -mu / sd),
+            "unit": (span / sd, (lo - mu) / sd),  # training range -> [0, 1]
+            "symmetric": (span / (2 * sd), (lo + span / 2 - mu) / sd),  # -> [-1, 1]
+            }[scaling]
+
+
 def split(X: np.ndarray, y: np.ndarray, test_size: float, seed: int, stratify: bool):
     """``train_test_split(X, y, test_size=..., random_state=seed, stratify=y or None)``: the same
     splitter classes and sizes, so the same rows (tested), without its ~1 ms of per-call input
@@ -190,22 +266,30 @@ def make_dataset(cfg, seed: int) -> Dataset:
     data_seed = seed if cfg.data_seed is None else cfg.data_seed
     rng = np.random.RandomState(data_seed)
     X, y = task.generate(cfg, rng)
-    stratify = task.kind != REGRESSION
+    stratify = task.kind in (BINARY, MULTICLASS)
     X_rest, X_test, y_rest, y_test = split(X, y, cfg.test_fraction, data_seed, stratify)
     val_share = cfg.val_fraction / (1 - cfg.test_fraction)
     X_train, X_val, y_train, y_val = split(X_rest, y_rest, val_share, data_seed, stratify)
     mu, sd = X_train.mean(0), X_train.std(0) + 1e-12
     X_train, X_val, X_test = ((a - mu) / sd for a in (X_train, X_val, X_test))
 
-    n_outliers = 0
+    n_outliers, scale, shift = 0, 1.0, 0.0
     if task.kind == REGRESSION:
-        # Standardise targets with the clean training statistics, then corrupt train/val.
+        # Standardise targets with the clean training statistics, corrupt train/val, then
+        # bring them to the units task.target_scaling asks for.
         y_mu, y_sd = y_train.mean(), y_train.std() + 1e-12
+        scale, shift = _target_units(cfg.target_scaling, y_train, y_mu, y_sd)
         y_train, y_val, y_test = ((a - y_mu) / y_sd for a in (y_train, y_val, y_test))
         y_train, n_outliers = _corrupt(y_train, cfg.outlier_fraction, cfg.outlier_scale, rng)
         y_val, _ = _corrupt(y_val, cfg.outlier_fraction, cfg.outlier_scale, rng)
+        y_train, y_val, y_test = ((a - shift) / scale for a in (y_train, y_val, y_test))
         to_y = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
         n_classes = 0
+    elif task.kind == MULTILABEL:
+        to_y = lambda a: torch.as_tensor(a, dtype=torch.long)  # noqa: E731
+        n_classes = y.shape[1]
+        y_train = _flip_bits(y_train, cfg.label_noise, rng)
+        y_val = _flip_bits(y_val, cfg.label_noise, rng)
     else:
         to_y = lambda a: torch.as_tensor(a, dtype=torch.long)  # noqa: E731
         n_classes = 2 if task.kind == BINARY else task.n_classes or cfg.n_classes
@@ -218,5 +302,5 @@ def make_dataset(cfg, seed: int) -> Dataset:
         X_train=to_x(X_train), y_train=to_y(y_train),
         X_val=to_x(X_val), y_val=to_y(y_val),
         X_test=to_x(X_test), y_test=to_y(y_test),
-        n_outliers_train=n_outliers,
+        n_outliers_train=n_outliers, metric_scale=float(scale), metric_shift=float(shift),
     )

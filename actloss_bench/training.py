@@ -25,10 +25,11 @@ import torch
 from actloss_bench import diagnostics, metrics
 from actloss_bench.compat import INVALID, Combo, classify, output_dim
 from actloss_bench.diagnoses import diagnose
-from actloss_bench.losses import encode_targets, make_loss
+from actloss_bench.losses import encode_targets, gaussian_mean_var, make_loss
 from actloss_bench.model import build_model
 from actloss_bench.activations import make_activation, make_head
-from actloss_bench.tasks import REGRESSION, Dataset, make_dataset
+from actloss_bench.tasks import (BINARY, MULTICLASS, MULTILABEL, REGRESSION, Dataset,
+                                 make_dataset)
 
 OK, DIVERGED = "ok", "diverged"
 EpochCallback = Callable[[int, Dict[str, float]], None]
@@ -49,7 +50,7 @@ class Member:
 class TrainResult:
     status: str
     combo: Combo
-    kind: str  # the task's kind: regression, binary or multiclass
+    kind: str  # the task's kind: regression, binary, multiclass or multilabel
     history: List[Dict[str, float]] = field(default_factory=list)  # one dict per epoch
     test: Dict[str, float] = field(default_factory=dict)  # test/* metrics
     diagnoses: List[str] = field(default_factory=list)
@@ -166,14 +167,49 @@ class _Split:
     target: torch.Tensor  # encoded for the loss
 
 
+@dataclass
+class Units:
+    """Per model (K,): regression model units times ``scale`` plus ``shift`` are metric units."""
+    scale: np.ndarray
+    shift: np.ndarray
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        return values * self.scale[:, None] + self.shift[:, None]
+
+
+def regression_outputs(out: torch.Tensor, loss: str, units: Units,
+                       residual_var: Optional[np.ndarray]):
+    """Predicted means (K, N) in metric units, and predictive variances: the model's own for
+    gaussian_nll, else ``residual_var`` (K,) (a constant-variance model: the validation split's
+    mean squared error)."""
+    if loss == "gaussian_nll":
+        mean, var = gaussian_mean_var(out.detach())
+        var = var[..., 0].cpu().double().numpy() * units.scale[:, None] ** 2
+        return units(mean[..., 0].cpu().double().numpy()), var
+    pred = units(out.detach().cpu().double().numpy().reshape(out.shape[0], -1))
+    return pred, None if residual_var is None else residual_var[:, None]
+
+
 def output_metrics(losses: List[float], out: torch.Tensor, y: torch.Tensor, kind: str,
-                   head: str, loss: str):
-    """Metrics of K models from their losses, outputs (K, N, O) and labels or values (K, N):
-    one dict per model, and the class probabilities (K, N, C) (None for regression)."""
+                   head: str, loss: str, units: Optional[Units] = None,
+                   residual_var: Optional[np.ndarray] = None):
+    """Metrics of K models from their losses, outputs (K, N, O) and labels or values (K, N)
+    (multilabel: (K, N, L)): one dict per model, and the class probabilities (K, N, C) (label
+    probabilities (K, N, L) for multilabel; None for regression). Regression: ``units`` maps
+    values to metric units; ``residual_var`` (K,), the variance of a model without its own,
+    defaults to this split's mean squared error."""
     labels = y.cpu().numpy()
     if kind == REGRESSION:
-        rows = metrics.regression_metrics_rows(labels, out.cpu().numpy().reshape(len(labels), -1))
+        units = units or Units(np.ones(len(labels)), np.zeros(len(labels)))
+        target = units(labels.astype(float))
+        pred, var = regression_outputs(out, loss, units, residual_var)
+        if var is None:
+            var = np.mean((pred - target) ** 2, axis=1, keepdims=True)
+        rows = metrics.regression_metrics_rows(target, pred, var)
         probs = None
+    elif kind == MULTILABEL:
+        probs = metrics.label_probabilities(out.cpu(), head=head, loss=loss)
+        rows = metrics.multilabel_metrics_rows(labels, probs)
     else:
         probs = metrics.probabilities(out.cpu(), head=head, loss=loss)
         rows = metrics.classification_metrics_rows(labels, probs)
@@ -201,9 +237,20 @@ def temperature_scaled(val_probs: np.ndarray, val_y: np.ndarray, test_probs: np.
             if ok else {} for t, e, n, ok in zip(T, ece, nll, finite)]
 
 
-def _predictions(y: np.ndarray, out: np.ndarray, probs) -> pd.DataFrame:
+def _predictions(y: np.ndarray, out: np.ndarray, probs, kind: str,
+                 var: Optional[np.ndarray] = None) -> pd.DataFrame:
+    """Test split rows: target and prediction (metric units for regression, with the
+    predictive variance where the model has one), class or label probabilities."""
+    if kind == MULTILABEL:
+        frame = pd.DataFrame({f"target_{j}": y[:, j] for j in range(y.shape[1])})
+        for j in range(probs.shape[1]):
+            frame[f"prob_{j}"] = probs[:, j]
+        return frame
     if probs is None:
-        return pd.DataFrame({"target": y, "prediction": out.reshape(-1)})
+        frame = pd.DataFrame({"target": y, "prediction": out.reshape(-1)})
+        if var is not None:
+            frame["variance"] = var
+        return frame
     frame = pd.DataFrame({"target": y, "prediction": probs.argmax(1)})
     for c in range(probs.shape[1]):
         frame[f"prob_{c}"] = probs[:, c]
@@ -231,9 +278,13 @@ def train_population(cfg, members: Sequence[Member],
     first = next(iter(datasets.values()))
     kind, n_classes = first.kind, first.n_classes
     head_name, loss_name = cfg.head.name, cfg.loss.name
-    combo = classify(kind, head_name, loss_name)
+    combo = classify(kind, head_name, loss_name, cfg.task.target_scaling)
     if combo.verdict == INVALID:
         raise InvalidCombination(combo.reason)
+    if kind == MULTILABEL and cfg.loss.class_weight == "balanced" \
+            and loss_name != "bce_with_logits":
+        raise InvalidCombination(f"class weights on a multilabel task work through "
+                                 f"bce_with_logits's pos_weight only, not loss={loss_name}")
     out_dim = output_dim(kind, head_name, loss_name, n_classes)
 
     net = Population(cfg, members, first.n_features, out_dim, device)
@@ -259,11 +310,15 @@ def train_population(cfg, members: Sequence[Member],
     batch_size, grad_clip = cfg.trainer.batch_size, cfg.trainer.grad_clip
     activation = cfg.activation.name
 
-    def evaluate(split: _Split):
+    units = Units(np.array([d.metric_scale for d in data]),
+                  np.array([d.metric_shift for d in data]))
+
+    def evaluate(split: _Split, residual_var=None):
         with torch.no_grad():
             out, hidden = net.forward(split.X)
             losses = loss_fn(out, split.target, split.y).tolist()
-        rows, probs = output_metrics(losses, out, split.y, kind, head_name, loss_name)
+        rows, probs = output_metrics(losses, out, split.y, kind, head_name, loss_name, units,
+                                     residual_var)
         return rows, hidden, out, probs
 
     results = [TrainResult(status=OK, combo=combo, kind=kind) for _ in ordered]
@@ -317,22 +372,29 @@ def train_population(cfg, members: Sequence[Member],
             break
 
     test_split = stacked("test")
-    test, _, out, probs = evaluate(test_split)
-    labels, outputs = test_split.y.cpu().numpy(), out.cpu().numpy()
-    if probs is not None:  # the last epoch's validation: the weights have not moved since
+    # A model without its own variance predicts with its validation mean squared error.
+    val_mse = np.array([row.get("rmse", np.nan) ** 2 for row in val]) \
+        if kind == REGRESSION else None
+    test, _, out, probs = evaluate(test_split, val_mse)
+    labels, outputs, variances = test_split.y.cpu().numpy(), out.cpu().numpy(), None
+    if kind == REGRESSION:
+        labels = units(labels.astype(float))
+        outputs, variances = regression_outputs(out, loss_name, units, None)
+    if probs is not None and kind != MULTILABEL:  # last epoch's validation: weights unchanged
         calibrated = temperature_scaled(val_probs, val_split.y.cpu().numpy(), probs, labels)
         for row, extra in zip(test, calibrated):
             row.update(extra)
     # One baseline fit per data draw (models at other learning rates share it).
     baselines = ({s: logreg_accuracy(d) for s, d in datasets.items()}
-                 if cfg.trainer.linear_baseline and kind != REGRESSION else {})
+                 if cfg.trainer.linear_baseline and kind in (BINARY, MULTICLASS) else {})
     for k, (r, m) in enumerate(zip(results, ordered)):
         if r.status == OK:
             r.predictions = _predictions(labels[k], outputs[k],
-                                         None if probs is None else probs[k])
+                                         None if probs is None else probs[k], kind,
+                                         None if variances is None else variances[k])
             r.test = {f"test/{key}": v for key, v in test[k].items()
                       if key != "data_majority_fraction"}
-            if kind != REGRESSION:
+            if kind in (BINARY, MULTICLASS):
                 r.test["test/target_entropy"] = target_entropy(cfg.loss.label_smoothing,
                                                                n_classes)
                 if baselines:

@@ -24,6 +24,7 @@ MODEL_RUNS = "tags.job_key LIKE '%'"
 KEY_METRICS = {
     "classification": ["test/balanced_accuracy", "test/accuracy", "test/ece", "test/nll"],
     "regression": ["test/rmse", "test/mae", "test/r2"],
+    "multilabel": ["test/f1_macro", "test/subset_accuracy", "test/hamming_loss", "test/ece"],
 }
 KEY_TAGS = ["status", "diagnosis"]
 
@@ -46,7 +47,7 @@ def key_metrics(kinds: Iterable[str], claim_metrics: Iterable[str] = ()) -> List
     """The claim's own test metrics first, then the usual ones of each task kind swept."""
     out = [m for m in claim_metrics if m.startswith(("test/", "val/"))]
     for kind in kinds:
-        out += KEY_METRICS["regression" if kind == "regression" else "classification"]
+        out += KEY_METRICS.get(kind, KEY_METRICS["classification"])
     return list(dict.fromkeys(out))
 
 

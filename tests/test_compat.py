@@ -9,8 +9,9 @@ from actloss_bench.compat import (CANONICAL, INVALID, MISTAKE, classify, main, m
                                   output_dim)
 from actloss_bench.losses import LOSSES, encode_targets, per_sample_loss
 from actloss_bench.schema import LossConfig
+from actloss_bench.tasks import KINDS
 
-N_CLASSES = {"regression": 0, "binary": 2, "multiclass": 3}
+N_CLASSES = {"regression": 0, "binary": 2, "multiclass": 3, "multilabel": 4}
 
 
 def _forward(kind, head, loss):
@@ -18,7 +19,8 @@ def _forward(kind, head, loss):
     k = N_CLASSES[kind]
     out_dim = output_dim(kind, head, loss, k)
     raw = 3 * torch.randn(16, out_dim, requires_grad=True)
-    y = torch.randn(16) if kind == "regression" else torch.arange(16) % k
+    y = (torch.randn(16) if kind == "regression" else
+         (torch.rand(16, k) < 0.5).long() if kind == "multilabel" else torch.arange(16) % k)
     target = encode_targets(y, kind=kind, loss=loss, out_dim=out_dim, n_classes=k)
     fn = per_sample_loss(OmegaConf.structured(LossConfig(name=loss)), None)
     value = fn(make_head(head)(raw), target).mean()
@@ -28,7 +30,7 @@ def _forward(kind, head, loss):
 
 def test_every_cell_is_classified():
     rows = list(matrix_rows())
-    assert len(rows) == 3 * len(HEADS) * len(LOSSES)
+    assert len(rows) == len(KINDS) * len(HEADS) * len(LOSSES)
     assert {r[3] for r in rows} == {CANONICAL, MISTAKE, INVALID}
     assert all(r[4] for r in rows), "every cell states its reason"
 
@@ -42,6 +44,7 @@ def test_runnable_cells_run(kind, head, loss):
 @pytest.mark.parametrize("kind,head,loss", [
     ("binary", "linear", "bce"), ("multiclass", "log_softmax", "bce"),
     ("regression", "linear", "ce"), ("regression", "linear", "nll"),
+    ("multilabel", "linear", "ce"), ("binary", "tanh", "bce"),
 ])
 def test_invalid_cells_fail_when_forced(kind, head, loss):
     with pytest.raises((RuntimeError, ValueError, IndexError)):
@@ -68,3 +71,18 @@ def test_matrix_command_prints_filtered_table(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("kind")
     assert len(lines) > 1 and all("invalid" in line for line in lines[1:])
+
+
+def test_multilabel_pairings_and_heads_that_fit_a_target_scaling():
+    assert classify("multilabel", "linear", "bce_with_logits").verdict == CANONICAL
+    assert classify("multilabel", "softmax", "bce").verdict == MISTAKE
+    assert classify("multilabel", "linear", "ce_onehot").verdict == MISTAKE
+    assert classify("multilabel", "linear", "nll").verdict == INVALID
+    assert classify("regression", "linear", "gaussian_nll").verdict == CANONICAL
+    assert classify("binary", "linear", "gaussian_nll").verdict == INVALID
+    assert output_dim("regression", "linear", "gaussian_nll", 0) == 2
+    assert output_dim("multilabel", "linear", "bce_with_logits", 5) == 5
+    assert classify("regression", "sigmoid", "mse").verdict == MISTAKE
+    assert classify("regression", "sigmoid", "mse", "unit").verdict == CANONICAL
+    assert classify("regression", "tanh", "mse", "symmetric").verdict == CANONICAL
+    assert classify("regression", "tanh", "mse", "unit").verdict == MISTAKE

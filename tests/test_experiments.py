@@ -20,7 +20,8 @@ def test_every_documented_claim_has_an_experiment():
 
 def _sweep(name):
     raw = OmegaConf.load(EXPERIMENTS_DIR / f"{name}.yaml")
-    return {k: str(v).split(",") for k, v in raw.hydra.sweeper.params.items()}
+    return {key: [v.strip() for v in str(values).split(",")]
+            for key, values in raw.hydra.sweeper.params.items()}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -54,11 +55,16 @@ def test_verdict_rules_name_swept_values(name):
     rules = raw["claim"]["verdict"]["rules"]
     assert rules
     sweep = _sweep(name)
+    for arm in (raw.get("arms") or {}).values():  # a value an arm sets counts as swept
+        for key, value in arm.items():
+            sweep.setdefault(key, []).append(str(value))
     for rule in rules:
-        assert rule["claim"] in ("worse", "equivalent")
+        assert rule["claim"] in ("worse", "equivalent", "best")
         for side in ("a", "b", "where"):
-            for key, value in (rule.get(side) or {}).items():
-                if key in sweep:
-                    assert str(value) in sweep[key], f"{name}: {key}={value} is never swept"
+            filters = rule.get(side) or {}
+            for filt in filters if isinstance(filters, list) else [filters]:
+                for key, value in filt.items():
+                    if key in sweep:
+                        assert str(value) in sweep[key], f"{name}: {key}={value} never swept"
         for key in rule.get("condition") or []:
             assert key in sweep, f"{name}: condition {key} is not a sweep axis"

@@ -141,3 +141,33 @@ def test_the_zero_one_loss_is_the_error_rate_and_has_no_gradient(out_dim):
     assert loss.item() == pytest.approx((predicted != labels).float().mean().item())
     (grad,) = torch.autograd.grad(loss, logits)
     assert torch.count_nonzero(grad) == 0
+
+
+def test_gaussian_nll_is_torchs_with_a_softplus_variance():
+    torch.manual_seed(0)
+    out, target = torch.randn(2, 30, 2), torch.randn(2, 30, 1)
+    fn = per_sample_loss(OmegaConf.structured(LossConfig(name="gaussian_nll")), None)
+    expected = torch.nn.GaussianNLLLoss(full=True, reduction="none")(
+        out[..., :1], target, torch.nn.functional.softplus(out[..., 1:]))[..., 0]
+    torch.testing.assert_close(fn(out, target), expected)
+
+
+def test_multilabel_targets_and_sigmoid_focal_loss_per_label():
+    y = torch.tensor([[[1, 0, 1], [0, 0, 0]]])  # (K=1, N=2, labels=3)
+    target = encode_targets(y, kind="multilabel", loss="focal", out_dim=3, n_classes=3)
+    assert target.dtype == torch.float32 and target.shape == (1, 2, 3)
+    out = torch.randn(1, 2, 3)
+    fn = per_sample_loss(OmegaConf.structured(LossConfig(name="focal", gamma=0.0)), None)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(out, target, reduction="none")
+    torch.testing.assert_close(fn(out, target), bce.mean(-1))  # gamma 0: BCE per label
+
+
+def test_multilabel_balanced_weighting_is_each_labels_pos_weight():
+    y = torch.tensor([[[1, 0], [0, 0], [0, 1], [0, 1]]])  # label 0: 1 of 4; label 1: 2 of 4
+    loss = make_loss(OmegaConf.structured(LossConfig(name="bce_with_logits",
+                                                     class_weight="balanced")),
+                     kind="multilabel", out_dim=2, n_classes=2, y_train=y)
+    out = torch.zeros(1, 4, 2)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        out, y.float(), pos_weight=torch.tensor([3.0, 1.0]), reduction="none").mean(-1).mean(-1)
+    torch.testing.assert_close(loss(out, y.float()), expected)

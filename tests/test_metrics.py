@@ -211,3 +211,42 @@ def test_temperature_scaling_fits_on_validation_and_fixes_overconfidence():
     assert (after < before / 3).all()
     # Scaling by a temperature never changes the predicted class.
     assert (scaled.argmax(-1) == reported[:, 2000:].argmax(-1)).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_multilabel_against_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((2, 150, 4)) < 0.4).astype(int)
+    P = np.clip(0.4 * y + 0.6 * rng.random(y.shape), 0, 1)
+    P[0, :, 3] = 0.2  # label 3 of model 0: never predicted (F1 0, as sklearn's default)
+    rows = m.multilabel_metrics_rows(y, P)
+    for k in range(2):
+        pred = (P[k] >= 0.5).astype(int)
+        row = rows[k]
+        assert row["subset_accuracy"] == pytest.approx(skm.accuracy_score(y[k], pred))
+        assert row["hamming_loss"] == pytest.approx(skm.hamming_loss(y[k], pred))
+        assert row["f1_macro"] == pytest.approx(
+            skm.f1_score(y[k], pred, average="macro", zero_division=0))
+        assert row["roc_auc"] == pytest.approx(skm.roc_auc_score(y[k], P[k], average="macro"))
+        for j in range(4):
+            assert row[f"f1_label_{j}"] == pytest.approx(
+                skm.f1_score(y[k][:, j], pred[:, j], zero_division=0))
+            assert row[f"ece_label_{j}"] == pytest.approx(
+                m.expected_calibration_error(y[k][:, j] == 1, P[k][:, j]))
+        assert row["ece"] == pytest.approx(np.mean([row[f"ece_label_{j}"] for j in range(4)]))
+        assert row["nll"] == pytest.approx(skm.log_loss(y[k].ravel(), P[k].ravel()))
+        assert row["brier"] == pytest.approx(skm.brier_score_loss(y[k].ravel(), P[k].ravel()))
+
+
+def test_gaussian_nll_and_interval_coverage_against_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    y, pred = rng.normal(size=(1, 5000)), np.zeros((1, 5000))
+    var = np.full((1, 5000), 1.0)
+    row = m.regression_metrics_rows(y, pred, var)[0]
+    assert row["nll"] == pytest.approx(-stats.norm.logpdf(y[0]).mean())
+    assert row["coverage_90"] == pytest.approx(0.9, abs=0.015)  # a calibrated interval
+    assert row["interval_width_90"] == pytest.approx(2 * stats.norm.ppf(0.95))
+    narrow = m.regression_metrics_rows(y, pred, var / 4)[0]
+    assert narrow["coverage_90"] < 0.65 and narrow["nll"] > row["nll"]

@@ -156,3 +156,19 @@ def test_rerun_of_a_population_sweep_skips_finished_cells(tmp_path, store, small
     assert len(roles["cell"]) == 2 and len(roles["model"]) == 4
     sweeps = {r.data.tags["sweep_id"] for r in roles["sweep"]}
     assert all(r.data.tags["reused_by_sweeps"] in sweeps for r in roles["cell"])
+
+
+def test_a_multilabel_sweep_logs_per_label_metrics(tmp_path, store, small):
+    run_cli("actloss-bench", "-m", "task=multilabel", "task.n_classes=3",
+            "loss=bce_with_logits,ce", "head=linear", *small, f"tracking.uri={store}",
+            f"hydra.sweep.dir={tmp_path}/sweep")
+    client, runs = _runs(store)
+    jobs = {r.data.params["loss"]: r for r in runs if r.data.tags.get("mlflow.parentRunId")}
+    assert jobs["ce"].data.tags["status"] == "skipped"  # one class per sample: invalid
+    run = jobs["bce_with_logits"]
+    assert run.data.tags["status"] == "ok" and run.data.tags["combo"] == "canonical"
+    for name in ("subset_accuracy", "hamming_loss", "f1_macro", "ece", "roc_auc",
+                 *(f"{m}_label_{j}" for m in ("f1", "ece") for j in range(3))):
+        assert f"test/{name}" in run.data.metrics, name
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/ece_label_2")] == \
+        [1, 2, 3]

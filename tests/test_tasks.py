@@ -80,3 +80,53 @@ def test_label_noise_flips_train_and_val_labels_to_other_classes_not_test(make_c
         flipped = getattr(noisy, f"y_{part}") != getattr(clean, f"y_{part}")
         assert flipped.float().mean().item() == pytest.approx(0.3, abs=0.01)
     assert torch.equal(noisy.y_test, clean.y_test) and torch.equal(noisy.X_train, clean.X_train)
+
+
+def test_multilabel_task_has_one_0_1_column_per_label_and_label_noise_flips_entries(make_cfg):
+    cfg = make_cfg("task=multilabel", "task.n_samples=500")
+    data = make_dataset(cfg.task, 0)
+    assert data.kind == "multilabel" and data.n_classes == cfg.task.n_classes == 5
+    assert data.y_train.shape == (300, 5) and set(data.y_train.unique().tolist()) == {0, 1}
+    assert 1.0 < data.y_train.float().sum(1).mean() < 2.5  # 20-50% of samples per label
+    noisy = make_dataset(make_cfg("task=multilabel", "task.n_samples=500",
+                                  "task.label_noise=0.2").task, 0)
+    flipped = (noisy.y_train != data.y_train).float().mean().item()
+    assert flipped == pytest.approx(0.2, abs=1e-3)
+    assert torch.equal(noisy.y_test, data.y_test)  # the test split stays clean
+
+
+def test_heteroscedastic_noise_grows_with_the_second_feature(make_cfg):
+    from actloss_bench.tasks import TASKS
+
+    cfg = make_cfg("task=heteroscedastic", "task.n_samples=20000")
+    rng = np.random.RandomState(0)
+    X, y = TASKS["heteroscedastic"].generate(cfg.task, rng)
+    quiet = make_cfg("task=heteroscedastic", "task.n_samples=20000", "task.noise=0.0").task
+    X0, y0 = TASKS["heteroscedastic"].generate(quiet, np.random.RandomState(0))
+    np.testing.assert_array_equal(X, X0)
+    extra = y - y0  # the same draws: only the input-dependent part of the noise differs
+    low, high = extra[X[:, 1] < -1].std(), extra[X[:, 1] > 1].std()
+    assert high > 5 * low
+
+
+@pytest.mark.parametrize("scaling,low,high", [("unit", 0.0, 1.0), ("symmetric", -1.0, 1.0)])
+def test_target_scaling_maps_the_training_range(make_cfg, scaling, low, high):
+    cfg = make_cfg("task=bounded_regression", "task.target_high=1000",
+                   f"task.target_scaling={scaling}")
+    data = make_dataset(cfg.task, 0)
+    assert data.y_train.min().item() == pytest.approx(low, abs=1e-5)
+    assert data.y_train.max().item() == pytest.approx(high, abs=1e-5)
+
+
+@pytest.mark.parametrize("scaling", ["none", "unit", "symmetric"])
+def test_every_target_scaling_gives_the_same_targets_in_metric_units(make_cfg, scaling):
+    standard = make_dataset(make_cfg("task=bounded_regression", "task.target_high=1000").task, 3)
+    other = make_dataset(make_cfg("task=bounded_regression", "task.target_high=1000",
+                                  f"task.target_scaling={scaling}").task, 3)
+    for part in ("train", "val", "test"):
+        y = getattr(other, f"y_{part}").double() * other.metric_scale + other.metric_shift
+        torch.testing.assert_close(y, getattr(standard, f"y_{part}").double(), atol=1e-4,
+                                   rtol=0)
+    raw = make_dataset(make_cfg("task=bounded_regression", "task.target_high=1000",
+                                "task.target_scaling=none").task, 3)
+    assert 0 <= raw.y_train.min() and raw.y_train.max() <= 1000 and raw.y_train.max() > 500

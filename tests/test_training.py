@@ -36,6 +36,31 @@ def test_regression_metrics(make_cfg):
     assert list(r.predictions.columns) == ["target", "prediction"]
 
 
+def test_a_gaussian_model_scores_its_own_variance_and_mse_its_validation_error(make_cfg):
+    gauss = train(make_cfg("task=heteroscedastic", "loss=gaussian_nll"))
+    # Standardised targets: the loss is the NLL metric itself.
+    assert gauss.test["test/nll"] == pytest.approx(gauss.test["test/loss"], rel=1e-4)
+    assert list(gauss.predictions.columns) == ["target", "prediction", "variance"]
+    assert gauss.predictions["variance"].std() > 0  # the variance depends on the input
+    mse = train(make_cfg("task=heteroscedastic", "loss=mse"))
+    width = 2 * 1.6448536269514722 * mse.final["val/rmse"]  # one variance: validation's MSE
+    assert mse.test["test/interval_width_90"] == pytest.approx(width, rel=1e-4)
+    assert 0 <= mse.test["test/coverage_90"] <= 1
+
+
+def test_metrics_are_in_standardised_units_whatever_the_target_scaling(make_cfg):
+    raw = train(make_cfg("task=bounded_regression", "task.target_high=1000",
+                         "task.target_scaling=none", "loss=mse"))
+    assert raw.test["test/loss"] > 1000  # the loss is in the model's (raw) units
+    assert raw.test["test/rmse"] < 5  # the metric in units of the targets' sd
+    assert raw.predictions["target"].abs().max() < 5
+
+
+def test_multilabel_balanced_weights_need_bce_with_logits(make_cfg):
+    with pytest.raises(InvalidCombination, match="pos_weight only"):
+        train(make_cfg("task=multilabel", "loss=focal", "loss.class_weight=balanced"))
+
+
 def test_divergence_is_recorded_not_raised(make_cfg):
     r = train(make_cfg("loss=naive_bce", "model.init=normal", "model.init_scale=30",
                        "activation=identity", "model.depth=3"))
@@ -70,6 +95,9 @@ def _close(a, b):
     ["task=imbalanced", "loss=bce_with_logits", "loss.class_weight=balanced"],
     ["task=multiclass", "head=softmax", "loss=mse", "activation=tanh"],
     ["task=regression", "loss=huber", "trainer.grad_clip=0.5", "optimizer=sgd"],
+    ["task=multilabel", "loss=bce_with_logits", "loss.class_weight=balanced"],
+    ["task=heteroscedastic", "loss=gaussian_nll"],
+    ["task=bounded_regression", "task.target_scaling=unit", "head=sigmoid", "loss=mse"],
 ])
 def test_a_population_trains_each_model_as_it_would_train_alone(make_cfg, overrides):
     cfg = make_cfg(*overrides)

@@ -193,3 +193,52 @@ def test_selection_looks_at_validation_only():
     assert select_lr(frame[["lr", "status", "val/accuracy"]], "val/accuracy") == 0.01
     losses = frame.assign(**{"val/loss": 1 - frame["val/accuracy"]})
     assert select_lr(losses[["lr", "status", "val/loss"]], "val/loss") == 0.01
+
+
+def ranking_table(scores, seeds=10, noise=0.005):
+    """Models of choices arm=<name> per activation: balanced accuracy = score + noise."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for activation, by_arm in scores.items():
+        for seed in range(seeds):
+            shared = rng.normal(0, noise)
+            for arm, score in by_arm.items():
+                rows.append({"arm": arm, "activation": activation, "seed": seed,
+                             "status": "ok",
+                             "test/balanced_accuracy": score + shared + rng.normal(0, noise)})
+    return pd.DataFrame(rows)
+
+
+BEST = {"metric": "test/balanced_accuracy", "claim": "best", "over": "arm",
+        "a": [{"arm": "rec"}, {"arm": "rec2"}], "margin": 0.01, "condition": ["activation"]}
+
+
+def test_best_holds_when_a_recommendation_ranks_first_or_tied():
+    r = verdict(ranking_table({"relu": {"rec": 0.90, "rec2": 0.70, "other": 0.80},
+                               "tanh": {"rec": 0.80, "rec2": 0.85, "other": 0.85}}), BEST)
+    assert r.verdict == REPRODUCED and [g.outcome for g in r.groups] == [HOLDS, HOLDS]
+    relu = r.groups[0]
+    assert relu.note == "arm=rec vs arm=other"  # the best recommended vs the best other
+    assert relu.mean == pytest.approx(-0.10, abs=0.01)  # the recommendation is better
+    assert r.groups[1].note.startswith("arm=rec2 vs arm=other")
+
+
+def test_best_shows_the_opposite_when_another_choice_is_clearly_better():
+    r = verdict(ranking_table({"relu": {"rec": 0.70, "rec2": 0.60, "other": 0.90, "x": 0.5}}),
+                BEST)
+    assert r.verdict == CONTRADICTED and r.groups[0].outcome == OPPOSITE
+    assert r.groups[0].mean == pytest.approx(0.20, abs=0.01)
+
+
+def test_primary_all_combines_every_rules_conditions():
+    from actloss_bench.report.verdict import combined
+
+    frame = ranking_table({"relu": {"rec": 0.90, "rec2": 0.70, "other": 0.80},
+                           "tanh": {"rec": 0.60, "rec2": 0.60, "other": 0.90}})
+    results = [evaluate_rule(frame, {**BEST, "where": {"activation": a}, "name": a})
+               for a in ("relu", "tanh")]
+    decide(results)
+    assert [r.verdict for r in results] == [REPRODUCED, CONTRADICTED]
+    everything = combined(results, "every rule")
+    assert everything.verdict == DEPENDS
+    assert [g.label for g in everything.held] == ["rule=relu, activation=relu"]

@@ -15,7 +15,7 @@ from actloss_bench.paths import EXPERIMENTS_DIR, RESULTS_DIR, experiment_names
 from actloss_bench.report import figures, render
 from actloss_bench.report.load import ModelTable, add_history_stats, histories, load_models
 from actloss_bench.report.load import predictions as load_predictions
-from actloss_bench.report.verdict import decide, evaluate_rule
+from actloss_bench.report.verdict import combined, decide, evaluate_rule, matches
 from actloss_bench.tracking import resolve_uri
 from actloss_bench.ui import key_metrics, write_runs_view
 
@@ -105,6 +105,13 @@ def report_experiment(name: str, uri: str, out_dir: Path) -> Dict[str, str]:
     if heat:
         made.append(figures.heatmap_plot(selected, heat["rows"], heat["cols"], heat["metric"],
                                          heat.get("transform"), page_dir / "heatmap.png"))
+    for ranking in verdict_cfg.get("rankings", []):
+        rows = selected[matches(selected, ranking.get("where"))]
+        if not rows.empty:
+            made.append(figures.ranking_plot(
+                rows, ranking["rows"], ranking["cols"], ranking["metric"],
+                ranking.get("higher_is_better", True), ranking["name"],
+                page_dir / f"ranking_{ranking['name']}.png"))
     if verdict_cfg.get("reliability"):
         preds = load_predictions(table)
         pooled = {}
@@ -119,10 +126,13 @@ def report_experiment(name: str, uri: str, out_dir: Path) -> Dict[str, str]:
     seeds = int(selected.groupby("cell_run_id")["seed"].nunique().min())
     profile = ",".join(sorted(selected["profile"].astype(str).unique())) \
         if "profile" in selected else "?"
-    page = render.experiment_page(name, claim, results, summary, cells, table, made, seeds,
+    # The claim's verdict: its first rule's, or with `primary: all` every rule's conditions.
+    lead = {view: combined(rs, "every rule") if verdict_cfg.get("primary") == "all" else rs[0]
+            for view, rs in results.items()}
+    page = render.experiment_page(name, claim, results, lead, summary, cells, table, made, seeds,
                                   profile, spec["tuned"])
     (page_dir / "README.md").write_text(page)
-    entry = render.index_entry(name, short_claim, tuned[0], seeds)
+    entry = render.index_entry(name, short_claim, lead[TUNED], seeds)
     publish(table, claim, entry, page_dir)
     return entry
 
@@ -140,7 +150,10 @@ def publish(table: ModelTable, claim: Dict[str, Any], entry: Dict[str, str],
                               f"{entry['where']}; {entry['seeds']} seeds per cell)")
     client.log_artifacts(table.sweep_run_id, str(page_dir), "report")
     # The runs table's columns: the sweep's axes and the claim's metrics, then the usual ones.
-    kinds = ["regression" if "test/rmse" in table.models else "classification"]
+    kinds = [kind for kind, metric in (("regression", "test/rmse"),
+                                       ("multilabel", "test/subset_accuracy"),
+                                       ("classification", "test/accuracy"))
+             if metric in table.models]
     write_runs_view(client, table.experiment_id, table.varying_params(),
                     key_metrics(kinds, [r["metric"] for r in claim.get("verdict", {})
                                         .get("rules", [])]))

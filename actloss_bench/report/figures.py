@@ -116,6 +116,27 @@ def heatmap_plot(runs: pd.DataFrame, rows: str, cols: str, metric: str,
     return _save(fig, path)
 
 
+def ranking_plot(runs: pd.DataFrame, rows: str, cols: str, metric: str, higher_is_better: bool,
+                 title: str, path: Path) -> str:
+    """Each row's rank within its column by the seed-mean ``metric`` (1 = best; colour), with
+    the mean written in the cell: how the choices of ``rows`` order under each ``cols``."""
+    means = runs[metric].astype(float).groupby([runs[rows], runs[cols]]).mean().unstack(cols)
+    ranks = means.rank(ascending=not higher_is_better, method="min")
+    order = ranks.mean(1).sort_values().index
+    means, ranks = means.loc[order], ranks.loc[order]
+    fig, ax = plt.subplots(figsize=(2.6 + 1.3 * means.shape[1], 1.0 + 0.45 * means.shape[0]))
+    im = ax.imshow(ranks.to_numpy(), cmap="viridis_r", aspect="auto", vmin=1,
+                   vmax=max(2, len(means)))
+    ax.set_xticks(range(means.shape[1]), means.columns)
+    ax.set_yticks(range(means.shape[0]), means.index, fontsize=8)
+    ax.set_xlabel(cols)
+    ax.set_title(f"{title}: rank by {metric} (1 = best)", fontsize=9)
+    for (i, j), v in np.ndenumerate(means.to_numpy()):
+        ax.text(j, i, f"{v:.3f}", ha="center", va="center", color="w", fontsize=7)
+    fig.colorbar(im, ax=ax, label="rank")
+    return _save(fig, path)
+
+
 def reliability_plot(pooled: Dict[str, pd.DataFrame], path: Path) -> str:
     """Top-label reliability per cell, test predictions pooled over seeds."""
     fig, ax = plt.subplots(figsize=(4.8, 4.5))

@@ -77,7 +77,8 @@ def rule_table(results: List[RuleResult]) -> pd.DataFrame:
     rows = []
     for r in results:
         for g in r.groups:
-            rows.append([r.name, g.label, g.n, g.a_mean, g.b_mean, g.mean,
+            label = f"{g.label} ({g.note})" if g.note else g.label
+            rows.append([r.name, label, g.n, g.a_mean, g.b_mean, g.mean,
                          f"[{_fmt(g.ci_low)}, {_fmt(g.ci_high)}]",
                          f"{_fmt(g.p_worse, 2)} [{_fmt(g.p_worse_low, 2)}, "
                          f"{_fmt(g.p_worse_high, 2)}]", g.p_holm, r.margin, g.outcome])
@@ -94,7 +95,7 @@ def headline(r: RuleResult) -> str:
         return f"{r.name}: no paired runs."
     g = max(r.held or r.groups, key=lambda g: g.mean if math.isfinite(g.mean) else -math.inf)
     cond = f" at {g.label}" if g.condition else ""
-    effect = "worse by" if r.claim == "worse" else "differs by"
+    effect = "differs by" if r.claim == "equivalent" else "worse by"
     text = (f"{r.a_label} vs {r.b_label}{cond}: {r.metric_label} {_fmt(g.a_mean)} vs "
             f"{_fmt(g.b_mean)}, {effect} {_fmt(g.mean)} [{_fmt(g.ci_low)}, {_fmt(g.ci_high)}], "
             f"P(worse) {_fmt(g.p_worse, 2)} over {g.n} seeds")
@@ -104,11 +105,13 @@ def headline(r: RuleResult) -> str:
 
 
 def experiment_page(name: str, claim: Mapping[str, Any], results: Dict[str, List[RuleResult]],
-                    summary: pd.DataFrame, cells: List[str], table, figures: List[str],
-                    n_seeds: int, profile: str, tuned: bool) -> str:
+                    lead: Dict[str, RuleResult], summary: pd.DataFrame, cells: List[str], table,
+                    figures: List[str], n_seeds: int, profile: str, tuned: bool) -> str:
+    """``lead``: per view, the rule whose verdict is the claim's (the first rule, or every
+    rule's conditions combined)."""
     views = list(results)
     main = results[views[0]]
-    head = main[0]
+    head = lead[views[0]]
     shown_metrics = []
     for r in main:
         if r.metric not in shown_metrics:
@@ -119,7 +122,7 @@ def experiment_page(name: str, claim: Mapping[str, Any], results: Dict[str, List
             shown_metrics.append(m)
     sentence = f"**{head.verdict}**: {headline(head)}"
     if tuned and len(views) > 1:
-        untuned = results[views[1]][0]
+        untuned = lead[views[1]]
         if untuned.verdict != head.verdict:
             sentence += (f" At the default learning rate the verdict would be "
                          f"**{untuned.verdict}**: the folklore's setting decides it.")

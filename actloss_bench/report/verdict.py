@@ -24,11 +24,20 @@ against) and ``b`` (the recommended one), paired by seed within each value of th
   reproduced`` when every condition shows no effect; ``inconclusive`` otherwise (nothing holds
   and some condition is undecided).
 
-Rule keys: ``metric``; ``claim`` (worse | equivalent); ``a``/``b`` (param filters);
+``claim: best`` asks whether a recommended choice ranks best or tied-best among every choice of
+the ``over`` param (e.g. ``arm``) run in a condition: ``a`` is a list of filters (the
+recommended choices), and per condition the best-scoring of them (mean over seeds) is paired
+with the best-scoring other choice; the effect is how much worse the recommendation is. It
+*holds* (best or tied-best) when the whole interval lies below the margin, and shows the
+*opposite* when the one-sided test says the recommendation is worse by at least the margin.
+Picking the best alternative after seeing the data favours the alternative: the test is
+conservative for the claim.
+
+Rule keys: ``metric``; ``claim`` (worse | equivalent | best); ``a``/``b`` (param filters);
 ``b_metric`` (compare with another metric of a's models) or ``b_value`` (a constant) instead of
 ``b``; ``higher_is_better`` (default true); ``transform`` (log10); ``a_plus``/``b_plus`` (add a
 metric column, e.g. an entropy offset); ``margin``; ``condition`` (params); ``where`` (a filter
-applied first); ``name``.
+applied first); ``over`` (best: the param whose values compete); ``name``.
 """
 
 from __future__ import annotations
@@ -79,6 +88,7 @@ class GroupResult:
     b_mean: float = math.nan
     p_holm: float = math.nan
     outcome: str = UNDECIDED
+    note: str = ""  # claim best: which choices were compared
 
     @property
     def label(self) -> str:
@@ -166,7 +176,7 @@ def holm(p_values: Sequence[float]) -> List[float]:
     return adjusted.tolist()
 
 
-def _matches(frame: pd.DataFrame, filt: Optional[Mapping[str, Any]]) -> pd.Series:
+def matches(frame: pd.DataFrame, filt: Optional[Mapping[str, Any]]) -> pd.Series:
     mask = pd.Series(True, index=frame.index)
     for key, value in (filt or {}).items():
         if key not in frame:
@@ -217,19 +227,27 @@ def evaluate_rule(runs: pd.DataFrame, rule: Mapping[str, Any]) -> RuleResult:
     """Effects, intervals and p-values of one rule per condition (outcomes come from
     :func:`decide`, which corrects across a claim's rules)."""
     claim = rule.get("claim", "worse")
-    if claim not in ("worse", "equivalent"):
-        raise ValueError(f"unknown claim {claim!r}; known: worse, equivalent")
+    if claim not in ("worse", "equivalent", "best"):
+        raise ValueError(f"unknown claim {claim!r}; known: worse, equivalent, best")
     margin = float(rule.get("margin", 0.0))
     higher = bool(rule.get("higher_is_better", True))
     condition = list(rule.get("condition") or [])
     metric, transform = rule["metric"], rule.get("transform")
-    frame = runs[_matches(runs, rule.get("where"))] if len(runs) else runs
+    frame = runs[matches(runs, rule.get("where"))] if len(runs) else runs
     keys = condition + ["seed"]
 
-    a_rows = frame[_matches(frame, rule["a"])]
-    a = _side(a_rows, keys, _values(a_rows, metric, rule.get("a_plus"), transform, higher))
+    notes: Dict[tuple, str] = {}
     rate_vs_constant = False
-    if "b_metric" in rule:
+    if claim == "best":
+        a, b, notes = _best_sides(frame, rule, condition, _values(frame, metric, None,
+                                                                   transform, higher), higher)
+        b_label = "best alternative"
+    else:
+        a_rows = frame[matches(frame, rule["a"])]
+        a = _side(a_rows, keys, _values(a_rows, metric, rule.get("a_plus"), transform, higher))
+    if claim == "best":
+        pass  # both sides chosen above
+    elif "b_metric" in rule:
         b_label = rule["b_metric"]
         b = _side(a_rows, keys, _values(a_rows, rule["b_metric"], rule.get("b_plus"),
                                         transform, higher))
@@ -239,15 +257,17 @@ def evaluate_rule(runs: pd.DataFrame, rule: Mapping[str, Any]) -> RuleResult:
         rate_vs_constant = bool(len(a)) and bool(a.dropna().isin([0.0, 1.0]).all())
     else:
         b_label = _label(rule["b"])
-        b_rows = frame[_matches(frame, rule["b"])]
+        b_rows = frame[matches(frame, rule["b"])]
         b = _side(b_rows, keys, _values(b_rows, metric, rule.get("b_plus"), transform, higher))
     paired = pd.DataFrame({"a": a, "b": b}).dropna()
     paired["d"] = paired["a"] - paired["b"]
-    if claim == "worse" and higher:
+    if claim in ("worse", "best") and higher:
         paired["d"] = -paired["d"]
 
+    a_label = ("recommended: " + " | ".join(_label(f) for f in rule["a"]) if claim == "best"
+               else _label(rule["a"]))
     result = RuleResult(rule.get("name", metric), metric, claim, margin,
-                        a_label=_label(rule["a"]), b_label=b_label, transform=transform)
+                        a_label=a_label, b_label=b_label, transform=transform)
     grouped = (paired.groupby(level=list(range(len(condition)))) if condition
                else [((), paired)])
     for cond, part in grouped:
@@ -260,12 +280,46 @@ def evaluate_rule(runs: pd.DataFrame, rule: Mapping[str, Any]) -> RuleResult:
         else:
             low, high = bootstrap_ci(d, np.mean)
         pw_low, pw_high = bootstrap_ci(d, share_worse)
-        p = sign_flip_p(d, "greater" if claim == "worse" else "two-sided")
+        p = sign_flip_p(d, "two-sided" if claim == "equivalent" else "greater")
         result.groups.append(GroupResult(
             dict(zip(condition, map(str, cond))), len(part), mean, low, high,
             float(share_worse(d)) if len(d) else math.nan, pw_low, pw_high, p,
-            float(part["a"].mean()), float(part["b"].mean())))
+            float(part["a"].mean()), float(part["b"].mean()),
+            note=notes.get(tuple(map(str, cond)), "")))
     return result
+
+
+def _best_sides(frame: pd.DataFrame, rule: Mapping[str, Any], condition: List[str],
+                values: pd.Series, higher: bool):
+    """Claim best: per condition, the seed values of the best recommended choice and of the
+    best other choice of ``rule['over']`` (best by the mean over seeds), and a note naming
+    both."""
+    over = rule["over"]
+    recommended = pd.Series(False, index=frame.index)
+    for filt in rule["a"]:
+        recommended |= matches(frame, filt)
+    per_seed = values.groupby([frame[k].astype(str) for k in condition + [over, "seed"]]).mean()
+    is_rec = recommended.groupby([frame[k].astype(str) for k in condition + [over]]).any()
+    a_parts, b_parts, notes = [], [], {}
+    by_condition = (per_seed.groupby(level=list(range(len(condition)))) if condition
+                    else [((), per_seed)])
+    for cond, part in by_condition:
+        cond = cond if isinstance(cond, tuple) else (cond,)
+        means = part.groupby(level=len(condition)).mean()
+        rec = is_rec.loc[cond] if condition else is_rec
+        rec_means, other_means = means[rec.reindex(means.index)], means[~rec.reindex(means.index)]
+        if rec_means.empty or other_means.empty:
+            continue
+        pick = (lambda m: m.idxmax()) if higher else (lambda m: m.idxmin())  # noqa: E731
+        best_rec, best_other = pick(rec_means), pick(other_means)
+        for choice, parts in ((best_rec, a_parts), (best_other, b_parts)):
+            seeds = part.xs(choice, level=len(condition))
+            parts.append(seeds.set_axis(pd.MultiIndex.from_tuples(
+                [(*cond, s) for s in seeds.index], names=condition + ["seed"])))
+        notes[tuple(cond)] = f"{over}={best_rec} vs {over}={best_other}"
+    empty = pd.Series(dtype=float)
+    return (pd.concat(a_parts) if a_parts else empty,
+            pd.concat(b_parts) if b_parts else empty, notes)
 
 
 def decide(results: List[RuleResult]) -> None:
@@ -285,6 +339,12 @@ def _outcome(rule: RuleResult, g: GroupResult) -> str:
     if not math.isfinite(m):
         return UNDECIDED
     significant = math.isfinite(g.p_holm) and g.p_holm < ALPHA
+    if rule.claim == "best":  # the effect: how much worse the recommendation is
+        if hi < margin:
+            return HOLDS
+        if significant and m >= margin:
+            return OPPOSITE
+        return UNDECIDED
     if rule.claim == "worse":
         if significant and m >= margin:
             return HOLDS
@@ -298,6 +358,19 @@ def _outcome(rule: RuleResult, g: GroupResult) -> str:
     if significant and abs(m) >= margin:
         return OPPOSITE
     return UNDECIDED
+
+
+def combined(results: List[RuleResult], name: str) -> RuleResult:
+    """Every condition of every rule as one rule (``primary: all``): its verdict says whether
+    the claim holds across all of them. The rule's name joins each condition's label."""
+    out = RuleResult(name, results[0].metric, results[0].claim, results[0].margin,
+                     a_label=results[0].a_label, b_label=results[0].b_label)
+    for r in results:
+        for g in r.groups:
+            out.groups.append(GroupResult(**{**g.__dict__,
+                                             "condition": {"rule": r.name, **g.condition}}))
+    out.verdict, out.explanation = _combine(out)
+    return out
 
 
 def _combine(r: RuleResult):
