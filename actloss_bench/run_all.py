@@ -35,6 +35,15 @@ def sweep_size(name: str) -> int:
     return cells * len(OmegaConf.select(raw, "tune.lr_factors") or [1]) * epochs
 
 
+REAL_SUFFIX = "_real"
+
+
+def real_data_overrides(name: str) -> list:
+    """The experiment's ``claim.real_data``: overrides that re-run it on a real dataset."""
+    raw = OmegaConf.load(EXPERIMENTS_DIR / f"{name}.yaml")
+    return [str(o) for o in (OmegaConf.select(raw, "claim.real_data") or [])]
+
+
 JOB_LINE = re.compile(r"(\d+) models .*\(train ([\d.]+)s \+ mlflow ([\d.]+)s\)")
 
 
@@ -63,6 +72,9 @@ def main(argv=None) -> None:
                         help="experiments run at once (default: one per core)")
     parser.add_argument("--verbose", action="store_true", help="every sweep's own output")
     parser.add_argument("names", nargs="*", help="experiments (default: all)")
+    parser.add_argument("--real", action="store_true",
+                        help="run each experiment's real-data re-check (claim.real_data) "
+                             "into MLflow experiment <name>_real, instead of the experiments")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                         help="overrides passed to every sweep")
     args = parser.parse_args(argv)
@@ -72,7 +84,13 @@ def main(argv=None) -> None:
     for n in args.names:
         if n not in known:
             sys.exit(f"run_all: error: no experiment {n!r}; choose from: {', '.join(known)}")
-    sizes = {name: sweep_size(name) for name in args.names or known}
+    # label -> (experiment, its own overrides); a label is also the MLflow experiment.
+    sweeps = {name: (name, []) for name in args.names or known}
+    if args.real:
+        sweeps = {f"{name}{REAL_SUFFIX}": (name, [*overrides,
+                                                  f"tracking.experiment={name}{REAL_SUFFIX}"])
+                  for name in sweeps for overrides in [real_data_overrides(name)] if overrides}
+    sizes = {label: sweep_size(name) for label, (name, _) in sweeps.items()}
     names = sorted(sizes, key=sizes.get, reverse=True)
 
     from actloss_bench import tracking
@@ -96,9 +114,10 @@ def main(argv=None) -> None:
             while waiting and len(running) < args.jobs:
                 name = waiting.pop(0)
                 log = open(logs / f"{name}.log", "w")
+                experiment, overrides = sweeps[name]
                 proc = subprocess.Popen(
-                    [exe, "-m", f"experiment={name}", f"profile={args.profile}",
-                     f"seed={args.seed}", f"tracking.uri={uri}", *args.extra],
+                    [exe, "-m", f"experiment={experiment}", f"profile={args.profile}",
+                     f"seed={args.seed}", f"tracking.uri={uri}", *overrides, *args.extra],
                     stdout=None if args.verbose else log, stderr=subprocess.STDOUT)
                 running[name] = (proc, log, time.perf_counter())
             time.sleep(0.2)

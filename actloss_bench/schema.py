@@ -139,6 +139,9 @@ class ClaimConfig:
     text: str = ""
     source: str = ""
     verdict: Dict[str, Any] = field(default_factory=dict)
+    # Overrides that re-check the claim on a real dataset (run_all --real; MLflow experiment
+    # <name>_real), e.g. ["task=breast_cancer"].
+    real_data: List[str] = field(default_factory=list)
 
 
 @dataclass

@@ -66,3 +66,28 @@ def test_ctrl_c_stops_make_run_in_one_line_and_the_same_command_finishes_it(tmp_
     again = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert log.read_text().count("[done]") == finished
+
+
+def test_real_data_rechecks_run_into_their_own_experiment_and_fill_the_index(tmp_path):
+    tiny = ["--extra", "trainer.epochs=2", "seeds=3", "tune.lr_factors=[1,3]"]
+    run_cli("python", "-m", "actloss_bench.run_all", "shape_mismatch", "--results",
+            str(tmp_path), *tiny)
+    proc = run_cli("python", "-m", "actloss_bench.run_all", "--real", "shape_mismatch",
+                   "kl_vs_soft_ce", "--results", str(tmp_path), *tiny)
+    assert "[2/2]" in proc.stdout
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("shape_mismatch_real")
+                               .experiment_id])
+    models = [r for r in runs if "job_key" in r.data.tags]
+    assert models and {r.data.params["task"] for r in models} == {"diabetes"}
+    main = client.search_runs([client.get_experiment_by_name("shape_mismatch").experiment_id])
+    assert {r.data.params.get("task") for r in main if "job_key" in r.data.tags} == {"regression"}
+
+    out = tmp_path / "report"
+    run_cli("actloss-report", "--all", "--uri", f"sqlite:///{tmp_path}/mlflow.db", "--out",
+            str(out))
+    page = (out / "shape_mismatch" / "README.md").read_text()
+    assert "## On real data" in page and "`task=diabetes`" in page
+    row = next(line for line in (out / "README.md").read_text().splitlines()
+               if line.startswith("| [shape_mismatch]"))
+    assert row.rstrip(" |").endswith("(diabetes)")  # the real-data column: a verdict word

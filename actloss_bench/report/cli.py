@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -12,6 +15,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from actloss_bench.paths import EXPERIMENTS_DIR, RESULTS_DIR, experiment_names
+from actloss_bench.run_all import REAL_SUFFIX
 from actloss_bench.report import figures, render
 from actloss_bench.report.load import ModelTable, add_history_stats, histories, load_models
 from actloss_bench.report.load import predictions as load_predictions
@@ -105,13 +109,14 @@ def report_experiment(name: str, uri: str, out_dir: Path) -> Dict[str, str]:
     if heat:
         made.append(figures.heatmap_plot(selected, heat["rows"], heat["cols"], heat["metric"],
                                          heat.get("transform"), page_dir / "heatmap.png"))
-    for ranking in verdict_cfg.get("rankings", []):
-        rows = selected[matches(selected, ranking.get("where"))]
-        if not rows.empty:
-            made.append(figures.ranking_plot(
-                rows, ranking["rows"], ranking["cols"], ranking["metric"],
-                ranking.get("higher_is_better", True), ranking["name"],
-                page_dir / f"ranking_{ranking['name']}.png"))
+    panels = [{"title": r["name"], "runs": selected[matches(selected, r.get("where"))],
+               "rows": r["rows"], "cols": r["cols"], "metric": r["metric"],
+               "higher_is_better": r.get("higher_is_better", True)}
+              for r in verdict_cfg.get("rankings", [])]
+    panels = [p for p in panels if not p["runs"].empty]
+    if panels:  # the headline figure when there is no curve to show
+        made.insert(0 if not curve else len(made),
+                    figures.ranking_plot(panels, page_dir / "ranking.png"))
     if verdict_cfg.get("reliability"):
         preds = load_predictions(table)
         pooled = {}
@@ -126,15 +131,36 @@ def report_experiment(name: str, uri: str, out_dir: Path) -> Dict[str, str]:
     seeds = int(selected.groupby("cell_run_id")["seed"].nunique().min())
     profile = ",".join(sorted(selected["profile"].astype(str).unique())) \
         if "profile" in selected else "?"
+    real = real_data_check(name, spec, uri, rules[0])
     # The claim's verdict: its first rule's, or with `primary: all` every rule's conditions.
     lead = {view: combined(rs, "every rule") if verdict_cfg.get("primary") == "all" else rs[0]
             for view, rs in results.items()}
     page = render.experiment_page(name, claim, results, lead, summary, cells, table, made, seeds,
                                   profile, spec["tuned"])
+    if real is not None:
+        page += render.real_data_section(*real)
     (page_dir / "README.md").write_text(page)
     entry = render.index_entry(name, short_claim, lead[TUNED], seeds)
+    entry["real"] = render.real_data_cell(*real) if real is not None else ""
     publish(table, claim, entry, page_dir)
     return entry
+
+
+def real_data_check(name: str, spec: Dict[str, Any], uri: str, rule: Dict[str, Any]):
+    """The primary rule on the experiment's real-data sweep (``claim.real_data``, run by
+    ``run_all --real`` into MLflow experiment ``<name>_real``): (that experiment, overrides,
+    result or None if not run, seeds); None when the experiment has no real-data re-check."""
+    overrides = spec["claim"].get("real_data") or []
+    if not overrides:
+        return None
+    experiment = f"{name}{REAL_SUFFIX}"
+    table = load_models(uri, experiment)
+    if table.models.empty:
+        return experiment, overrides, None, 0
+    models = views(table, spec["tuned"])[TUNED]
+    result = evaluate_rule(models, rule)
+    decide([result])
+    return experiment, overrides, result, int(models.groupby("cell_run_id")["seed"].nunique().min())
 
 
 def publish(table: ModelTable, claim: Dict[str, Any], entry: Dict[str, str],
@@ -167,19 +193,26 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--all", action="store_true", help="every experiment")
     parser.add_argument("--uri", default=DEFAULT_URI, help=f"tracking URI (default {DEFAULT_URI})")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="output folder")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="experiments reported at once (default: one per core)")
     args = parser.parse_args(argv)
     if not args.names and not args.all:
         parser.error("name at least one experiment, or --all")
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs} is not allowed; it must be an integer >= 1")
     names = experiment_names() if args.all else args.names
     for n in names:
         if n not in experiment_names():
             parser.error(f"no experiment {n!r}; choose from: {', '.join(experiment_names())}")
     uri = resolve_uri(args.uri)
     entries = []
-    for n in names:
-        entry = report_experiment(n, uri, args.out)
-        print(f"{n}: {entry['verdict']} — {entry['effect']} {entry['where']}".rstrip())
-        entries.append(entry)
+    # Experiments are independent: one process per core (the bootstrap, the permutation tests
+    # and the figures are CPU-bound), results printed in order.
+    with ProcessPoolExecutor(max_workers=min(args.jobs, len(names))) as pool:
+        for n, entry in zip(names, pool.map(report_experiment, names, repeat(uri),
+                                            repeat(args.out))):
+            print(f"{n}: {entry['verdict']} — {entry['effect']} {entry['where']}".rstrip())
+            entries.append(entry)
     if args.all:
         (args.out / "README.md").write_text(render.index_page(entries))
         print(f"wrote {args.out / 'README.md'}")

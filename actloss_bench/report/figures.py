@@ -116,24 +116,31 @@ def heatmap_plot(runs: pd.DataFrame, rows: str, cols: str, metric: str,
     return _save(fig, path)
 
 
-def ranking_plot(runs: pd.DataFrame, rows: str, cols: str, metric: str, higher_is_better: bool,
-                 title: str, path: Path) -> str:
-    """Each row's rank within its column by the seed-mean ``metric`` (1 = best; colour), with
-    the mean written in the cell: how the choices of ``rows`` order under each ``cols``."""
-    means = runs[metric].astype(float).groupby([runs[rows], runs[cols]]).mean().unstack(cols)
-    ranks = means.rank(ascending=not higher_is_better, method="min")
-    order = ranks.mean(1).sort_values().index
-    means, ranks = means.loc[order], ranks.loc[order]
-    fig, ax = plt.subplots(figsize=(2.6 + 1.3 * means.shape[1], 1.0 + 0.45 * means.shape[0]))
-    im = ax.imshow(ranks.to_numpy(), cmap="viridis_r", aspect="auto", vmin=1,
-                   vmax=max(2, len(means)))
-    ax.set_xticks(range(means.shape[1]), means.columns)
-    ax.set_yticks(range(means.shape[0]), means.index, fontsize=8)
-    ax.set_xlabel(cols)
-    ax.set_title(f"{title}: rank by {metric} (1 = best)", fontsize=9)
-    for (i, j), v in np.ndenumerate(means.to_numpy()):
-        ax.text(j, i, f"{v:.3f}", ha="center", va="center", color="w", fontsize=7)
-    fig.colorbar(im, ax=ax, label="rank")
+def ranking_plot(panels: List[Dict], path: Path) -> str:
+    """One heatmap per panel (``title``, ``runs``, ``rows``, ``cols``, ``metric``,
+    ``higher_is_better``): each row's rank within its column by the seed-mean metric (1 = best;
+    colour), the mean written in the cell, rows ordered by their mean rank."""
+    heights = [runs[p["rows"]].nunique() for p in panels for runs in [p["runs"]]]
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False,
+                             figsize=(6.5, 0.9 * len(panels) + 0.32 * sum(heights)),
+                             gridspec_kw={"height_ratios": heights})
+    for ax, p in zip(axes[:, 0], panels):
+        runs, metric = p["runs"], p["metric"]
+        means = runs[metric].astype(float).groupby([runs[p["rows"]], runs[p["cols"]]]).mean()
+        means = means.unstack(p["cols"])
+        ranks = means.rank(ascending=not p["higher_is_better"], method="min")
+        order = ranks.mean(1).sort_values().index
+        means, ranks = means.loc[order], ranks.loc[order]
+        worst = max(2, len(means))
+        ax.imshow(ranks.to_numpy(), cmap="viridis_r", aspect="auto", vmin=1, vmax=worst)
+        ax.set_xticks(range(means.shape[1]), means.columns)
+        ax.set_yticks(range(means.shape[0]), means.index, fontsize=7)
+        ax.set_title(f"{p['title']}: rank by {metric} (1 = best, yellow)", fontsize=8)
+        for (i, j), v in np.ndenumerate(means.to_numpy()):
+            dark = ranks.to_numpy()[i, j] > (1 + worst) / 2
+            ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7,
+                    color="w" if dark else "k")
+    axes[-1, 0].set_xlabel(panels[-1]["cols"])
     return _save(fig, path)
 
 
