@@ -157,6 +157,8 @@ def real_data_check(name: str, spec: Dict[str, Any], uri: str, rule: Dict[str, A
     table = load_models(uri, experiment)
     if table.models.empty:
         return experiment, overrides, None, 0
+    if ":" in rule["metric"]:  # a statistic of the per-epoch history (e.g. jitter:val/mae)
+        add_history_stats(table, histories(table), [rule["metric"]])
     models = views(table, spec["tuned"])[TUNED]
     result = evaluate_rule(models, rule)
     decide([result])

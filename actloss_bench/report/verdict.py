@@ -363,8 +363,12 @@ def _outcome(rule: RuleResult, g: GroupResult) -> str:
 def combined(results: List[RuleResult], name: str) -> RuleResult:
     """Every condition of every rule as one rule (``primary: all``): its verdict says whether
     the claim holds across all of them. The rule's name joins each condition's label."""
-    out = RuleResult(name, results[0].metric, results[0].claim, results[0].margin,
-                     a_label=results[0].a_label, b_label=results[0].b_label)
+    same = lambda attr: len({getattr(r, attr) for r in results}) == 1  # noqa: E731
+    first = results[0]
+    out = RuleResult(name, first.metric if same("metric") else "its rule's metric", first.claim,
+                     first.margin, a_label=first.a_label if same("a_label") else
+                     ("the recommendation" if first.claim == "best" else "a"),
+                     b_label=first.b_label if same("b_label") else "b")
     for r in results:
         for g in r.groups:
             out.groups.append(GroupResult(**{**g.__dict__,
