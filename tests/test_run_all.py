@@ -87,7 +87,7 @@ def test_real_data_rechecks_run_into_their_own_experiment_and_fill_the_index(tmp
     run_cli("actloss-report", "--all", "--uri", f"sqlite:///{tmp_path}/mlflow.db", "--out",
             str(out))
     page = (out / "shape_mismatch" / "README.md").read_text()
-    assert "## On real data" in page and "`task=diabetes`" in page
+    assert "## On real data" in page and "`task=diabetes seeds=20`" in page
     row = next(line for line in (out / "README.md").read_text().splitlines()
                if line.startswith("| [shape_mismatch]"))
     assert row.rstrip(" |").endswith("(diabetes)")  # the real-data column: a verdict word

@@ -96,7 +96,8 @@ def headline(r: RuleResult) -> str:
     g = max(r.held or r.groups, key=lambda g: g.mean if math.isfinite(g.mean) else -math.inf)
     cond = f" at {g.label}" if g.condition else ""
     effect = "differs by" if r.claim == "equivalent" else "worse by"
-    text = (f"{r.a_label} vs {r.b_label}{cond}: {r.metric_label} {_fmt(g.a_mean)} vs "
+    sides = f"{r.a_label} vs {r.b_label}" if r.a_label else g.note  # combined rules: per group
+    text = (f"{sides}{cond}: {r.metric_label} {_fmt(g.a_mean)} vs "
             f"{_fmt(g.b_mean)}, {effect} {_fmt(g.mean)} [{_fmt(g.ci_low)}, {_fmt(g.ci_high)}], "
             f"P(worse) {_fmt(g.p_worse, 2)} over {g.n} seeds")
     if len(r.groups) > 1:

@@ -365,13 +365,14 @@ def combined(results: List[RuleResult], name: str) -> RuleResult:
     the claim holds across all of them. The rule's name joins each condition's label."""
     same = lambda attr: len({getattr(r, attr) for r in results}) == 1  # noqa: E731
     first = results[0]
+    shared_sides = same("a_label") and same("b_label")
     out = RuleResult(name, first.metric if same("metric") else "its rule's metric", first.claim,
-                     first.margin, a_label=first.a_label if same("a_label") else
-                     ("the recommendation" if first.claim == "best" else "a"),
-                     b_label=first.b_label if same("b_label") else "b")
+                     first.margin, a_label=first.a_label if shared_sides else "",
+                     b_label=first.b_label if shared_sides else "")
     for r in results:
-        for g in r.groups:
-            out.groups.append(GroupResult(**{**g.__dict__,
+        for g in r.groups:  # without shared sides, each condition names its own
+            note = g.note or ("" if shared_sides else f"{r.a_label} vs {r.b_label}")
+            out.groups.append(GroupResult(**{**g.__dict__, "note": note,
                                              "condition": {"rule": r.name, **g.condition}}))
     out.verdict, out.explanation = _combine(out)
     return out
