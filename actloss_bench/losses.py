@@ -206,25 +206,29 @@ class Loss:
 
 def make_loss(cfg, *, kind: str, out_dim: int, n_classes: int,
               y_train: torch.Tensor) -> Loss:
-    """The configured loss for models trained on labels ``y_train`` (K, N), one row per model;
-    class weighting goes through ``pos_weight`` for logits BCE."""
-    weights = None
-    pos_weight = None
-    if kind == "multilabel":  # weighting: bce_with_logits's pos_weight, per label
-        if cfg.name == "bce_with_logits" and cfg.pos_weight is not None:
-            pos_weight = torch.full((len(y_train), 1, out_dim), float(cfg.pos_weight))
-        elif cfg.name == "bce_with_logits" and cfg.class_weight == "balanced":
-            positives = y_train.sum(1).float().clamp_min(1)  # (K, labels)
-            pos_weight = ((y_train.shape[1] - positives) / positives)[:, None, :]
-        return Loss(per_sample_loss(cfg, pos_weight), None)
-    if kind != "regression" and cfg.class_weight == "balanced":
-        weights = balanced_class_weights(y_train, n_classes)
+    """The configured loss for models trained on labels ``y_train`` (K, N) (multilabel:
+    (K, N, labels)), one row per model; class weighting goes through ``pos_weight`` for logits
+    BCE, per label on a multilabel task (where no other loss takes class weights)."""
+    balanced = kind != "regression" and cfg.class_weight == "balanced"
     if cfg.name == "bce_with_logits" and kind != "regression":
+        pos_weight = None
         if cfg.pos_weight is not None:
             pos_weight = torch.full((len(y_train), 1, out_dim), float(cfg.pos_weight))
-        elif weights is not None:
-            neg_over_pos = (y_train.shape[-1] - class_counts(y_train, n_classes)) / \
-                class_counts(y_train, n_classes)
-            pos_weight = (neg_over_pos[:, 1:] if out_dim == 1 else neg_over_pos)[:, None, :]
-        weights = None  # weighting lives in pos_weight for this loss
-    return Loss(per_sample_loss(cfg, pos_weight), weights)
+        elif balanced:
+            pos_weight = _balanced_pos_weight(y_train, kind, n_classes, out_dim)
+        return Loss(per_sample_loss(cfg, pos_weight), None)
+    weights = (balanced_class_weights(y_train, n_classes)
+               if balanced and kind != "multilabel" else None)
+    return Loss(per_sample_loss(cfg, None), weights)
+
+
+def _balanced_pos_weight(y_train: torch.Tensor, kind: str, n_classes: int,
+                         out_dim: int) -> torch.Tensor:
+    """Negatives over positives of each output, (K, 1, out_dim): per label (multilabel), else
+    per class (a single logit: class 1's)."""
+    if kind == "multilabel":
+        positives = y_train.sum(1).float().clamp_min(1)  # (K, labels)
+        return ((y_train.shape[1] - positives) / positives)[:, None, :]
+    counts = class_counts(y_train, n_classes)
+    neg_over_pos = (y_train.shape[-1] - counts) / counts
+    return (neg_over_pos[:, 1:] if out_dim == 1 else neg_over_pos)[:, None, :]

@@ -270,12 +270,6 @@ def majority_fraction(labels: np.ndarray, k: int) -> np.ndarray:
     return _row_bincount(labels, k).max(1) / labels.shape[1]
 
 
-def classification_metric_names(k: int):
-    names = ["accuracy", "balanced_accuracy", "f1_macro", "minority_recall", "roc_auc", "ece",
-             "brier", "nll", "mean_confidence", "pred_majority_fraction"]
-    return names + (["pr_auc", "ece_positive"] if k == 2 else [])
-
-
 def classification_metrics_rows(y: np.ndarray, P: np.ndarray) -> List[Dict[str, float]]:
     """All classification metrics of DESIGN.md, one dict per row of ``y`` (S, N) and ``P``
     (S, N, K). A row with a non-finite probability gets NaN for every metric."""
@@ -305,12 +299,6 @@ def classification_metrics_rows(y: np.ndarray, P: np.ndarray) -> List[Dict[str, 
     return [dict(zip(columns, row)) for row in values]
 
 
-def multilabel_metric_names(n_labels: int):
-    return (["subset_accuracy", "hamming_loss", "f1_macro", "roc_auc", "ece", "brier", "nll",
-             "pred_majority_fraction"]
-            + [f"{m}_label_{j}" for m in ("f1", "ece") for j in range(n_labels)])
-
-
 def _label_sets(y: np.ndarray) -> np.ndarray:
     """Each sample's 0/1 label vector (S, N, L) as one integer (S, N)."""
     return (y.astype(np.int64) << np.arange(y.shape[-1])).sum(-1)
@@ -330,7 +318,7 @@ def multilabel_metrics_rows(y: np.ndarray, P: np.ndarray) -> List[Dict[str, floa
     averaged over labels, and per label ``f1_label_<j>`` and ``ece_label_<j>``. The share of
     the most frequent predicted label set (pred_majority_fraction) and true label set
     (data_majority_fraction, not logged) feed the collapse detector."""
-    S, N, L = P.shape
+    L = P.shape[-1]
     finite = np.isfinite(P).all(axis=(1, 2))
     P = np.where(finite[:, None, None], P, 0.5)
     y = y.astype(np.int64)
@@ -341,13 +329,11 @@ def multilabel_metrics_rows(y: np.ndarray, P: np.ndarray) -> List[Dict[str, floa
     ece = np.stack([expected_calibration_error(y[..., j] == 1, P[..., j]) for j in range(L)], 1)
     auc = np.stack([_binary_auc(y[..., j] == 1, P[..., j]) for j in range(L)], 1)
     p_true = np.clip(np.where(y == 1, P, 1 - P), _EPS, 1.0)
-    with np.errstate(invalid="ignore"):
-        auc_macro = np.nanmean(np.where(np.isnan(auc), np.nan, auc), axis=1)
     columns = {
         "subset_accuracy": (pred == y).all(-1).mean(1),
         "hamming_loss": (pred != y).mean((1, 2)),
         "f1_macro": f1.mean(1),
-        "roc_auc": auc_macro,
+        "roc_auc": np.nanmean(auc, axis=1),  # labels with both classes present
         "ece": ece.mean(1),
         "brier": ((P - y) ** 2).mean((1, 2)),
         "nll": -np.log(p_true).mean((1, 2)),

@@ -227,17 +227,6 @@ def _flip_labels(y: np.ndarray, fraction: float, n_classes: int, rng) -> np.ndar
     return y
 
 
-def _flip_bits(y: np.ndarray, fraction: float, rng) -> np.ndarray:
-    """Multilabel noise: flip ``fraction`` of all the 0/1 label entries."""
-    n_flip = int(round(fraction * y.size))
-    if n_flip == 0:
-        return y
-    idx = rng.choice(y.size, size=n_flip, replace=False)
-    y = y.copy()
-    y.flat[idx] = 1 - y.flat[idx]
-    return y
-
-
 def _target_units(scaling: str, y_train: np.ndarray, mu: float, sd: float):
     """(scale, shift) with standardised target = model target * scale + shift."""
     lo, hi = y_train.min(), y_train.max()
@@ -283,20 +272,20 @@ def make_dataset(cfg, seed: int) -> Dataset:
         y_train, n_outliers = _corrupt(y_train, cfg.outlier_fraction, cfg.outlier_scale, rng)
         y_val, _ = _corrupt(y_val, cfg.outlier_fraction, cfg.outlier_scale, rng)
         y_train, y_val, y_test = ((a - shift) / scale for a in (y_train, y_val, y_test))
-        to_y = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
         n_classes = 0
     elif task.kind == MULTILABEL:
-        to_y = lambda a: torch.as_tensor(a, dtype=torch.long)  # noqa: E731
         n_classes = y.shape[1]
-        y_train = _flip_bits(y_train, cfg.label_noise, rng)
-        y_val = _flip_bits(y_val, cfg.label_noise, rng)
+        # Each 0/1 label entry is a two-class label: flip that share of all the entries.
+        y_train, y_val = (_flip_labels(a.ravel(), cfg.label_noise, 2, rng).reshape(a.shape)
+                          for a in (y_train, y_val))
     else:
-        to_y = lambda a: torch.as_tensor(a, dtype=torch.long)  # noqa: E731
         n_classes = 2 if task.kind == BINARY else task.n_classes or cfg.n_classes
         y_train = _flip_labels(y_train, cfg.label_noise, n_classes, rng)
         y_val = _flip_labels(y_val, cfg.label_noise, n_classes, rng)
 
     to_x = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    y_dtype = torch.float32 if task.kind == REGRESSION else torch.long  # values or labels
+    to_y = lambda a: torch.as_tensor(a, dtype=y_dtype)  # noqa: E731
     return Dataset(
         kind=task.kind, n_classes=n_classes,
         X_train=to_x(X_train), y_train=to_y(y_train),

@@ -191,7 +191,7 @@ def regression_outputs(out: torch.Tensor, loss: str, units: Units,
 
 
 def output_metrics(losses: List[float], out: torch.Tensor, y: torch.Tensor, kind: str,
-                   head: str, loss: str, units: Optional[Units] = None,
+                   head: str, loss: str, units: Units,
                    residual_var: Optional[np.ndarray] = None):
     """Metrics of K models from their losses, outputs (K, N, O) and labels or values (K, N)
     (multilabel: (K, N, L)): one dict per model, and the class probabilities (K, N, C) (label
@@ -200,7 +200,6 @@ def output_metrics(losses: List[float], out: torch.Tensor, y: torch.Tensor, kind
     defaults to this split's mean squared error."""
     labels = y.cpu().numpy()
     if kind == REGRESSION:
-        units = units or Units(np.ones(len(labels)), np.zeros(len(labels)))
         target = units(labels.astype(float))
         pred, var = regression_outputs(out, loss, units, residual_var)
         if var is None:

@@ -141,7 +141,7 @@ def report_experiment(name: str, uri: str, out_dir: Path) -> Dict[str, str]:
         page += render.real_data_section(*real)
     (page_dir / "README.md").write_text(page)
     entry = render.index_entry(name, short_claim, lead[TUNED], seeds)
-    entry["real"] = render.real_data_cell(*real) if real is not None else ""
+    entry["real"] = render.real_data_cell(*real[1:]) if real is not None else ""
     publish(table, claim, entry, page_dir)
     return entry
 
@@ -149,20 +149,20 @@ def report_experiment(name: str, uri: str, out_dir: Path) -> Dict[str, str]:
 def real_data_check(name: str, spec: Dict[str, Any], uri: str, rule: Dict[str, Any]):
     """The primary rule on the experiment's real-data sweep (``claim.real_data``, run by
     ``run_all --real`` into MLflow experiment ``<name>_real``): (that experiment, overrides,
-    result or None if not run, seeds); None when the experiment has no real-data re-check."""
+    result or None if not run); None when the experiment has no real-data re-check."""
     overrides = spec["claim"].get("real_data") or []
     if not overrides:
         return None
     experiment = f"{name}{REAL_SUFFIX}"
     table = load_models(uri, experiment)
     if table.models.empty:
-        return experiment, overrides, None, 0
+        return experiment, overrides, None
     if ":" in rule["metric"]:  # a statistic of the per-epoch history (e.g. jitter:val/mae)
         add_history_stats(table, histories(table), [rule["metric"]])
     models = views(table, spec["tuned"])[TUNED]
     result = evaluate_rule(models, rule)
     decide([result])
-    return experiment, overrides, result, int(models.groupby("cell_run_id")["seed"].nunique().min())
+    return experiment, overrides, result
 
 
 def publish(table: ModelTable, claim: Dict[str, Any], entry: Dict[str, str],

@@ -193,14 +193,14 @@ def _dataset(overrides: List[str]) -> str:
     return ", ".join(o.split("=", 1)[1] for o in overrides if o.startswith("task="))
 
 
-def real_data_cell(experiment: str, overrides: List[str], result, seeds: int) -> str:
+def real_data_cell(overrides: List[str], result) -> str:
     """The index's real-data column: the primary rule's verdict on the real dataset."""
     if result is None:
         return f"not run ({_dataset(overrides)}: `make real`)"
     return f"{result.verdict} ({_dataset(overrides)})"
 
 
-def real_data_section(experiment: str, overrides: List[str], result, seeds: int) -> str:
+def real_data_section(experiment: str, overrides: List[str], result) -> str:
     lines = ["", "## On real data", "",
              f"The primary rule re-checked with `{' '.join(overrides)}` (`make real`; MLflow "
              f"experiment `{experiment}`; the same protocol and seeds, each arm's learning rate "

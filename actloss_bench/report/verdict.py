@@ -245,20 +245,19 @@ def evaluate_rule(runs: pd.DataFrame, rule: Mapping[str, Any]) -> RuleResult:
     else:
         a_rows = frame[matches(frame, rule["a"])]
         a = _side(a_rows, keys, _values(a_rows, metric, rule.get("a_plus"), transform, higher))
-    if claim == "best":
-        pass  # both sides chosen above
-    elif "b_metric" in rule:
-        b_label = rule["b_metric"]
-        b = _side(a_rows, keys, _values(a_rows, rule["b_metric"], rule.get("b_plus"),
-                                        transform, higher))
-    elif "b_value" in rule:
-        b_label = str(rule["b_value"])
-        b = pd.Series(float(rule["b_value"]), index=a.index)
-        rate_vs_constant = bool(len(a)) and bool(a.dropna().isin([0.0, 1.0]).all())
-    else:
-        b_label = _label(rule["b"])
-        b_rows = frame[matches(frame, rule["b"])]
-        b = _side(b_rows, keys, _values(b_rows, metric, rule.get("b_plus"), transform, higher))
+        if "b_metric" in rule:
+            b_label = rule["b_metric"]
+            b = _side(a_rows, keys, _values(a_rows, rule["b_metric"], rule.get("b_plus"),
+                                            transform, higher))
+        elif "b_value" in rule:
+            b_label = str(rule["b_value"])
+            b = pd.Series(float(rule["b_value"]), index=a.index)
+            rate_vs_constant = bool(len(a)) and bool(a.dropna().isin([0.0, 1.0]).all())
+        else:
+            b_label = _label(rule["b"])
+            b_rows = frame[matches(frame, rule["b"])]
+            b = _side(b_rows, keys, _values(b_rows, metric, rule.get("b_plus"), transform,
+                                            higher))
     paired = pd.DataFrame({"a": a, "b": b}).dropna()
     paired["d"] = paired["a"] - paired["b"]
     if claim in ("worse", "best") and higher:
