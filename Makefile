@@ -8,7 +8,7 @@ RESULTS ?= results
 PORT    ?= 5000
 PROFILE ?= quick
 
-.PHONY: run real test bench lint ui server install clean
+.PHONY: run real test test-fast bench lint ui server install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d .venv || python3 -m venv .venv
@@ -19,18 +19,23 @@ install: $(STAMP)
 
 ## make run: every experiment at its quick profile, then the report ($(RESULTS)/).
 run: $(STAMP)
-	$(PY) -m actloss_bench.run_all --profile $(PROFILE) --seed $(SEED) --results $(RESULTS)
+	$(PY) -m actloss_bench.cli.run_all --profile $(PROFILE) --seed $(SEED) --results $(RESULTS)
 	.venv/bin/actloss-report --all --uri sqlite:///$(abspath $(RESULTS))/mlflow.db --out $(RESULTS)
 
 ## make real: each claim's primary rule re-checked on a real dataset (claim.real_data) into
 ## the same store, then the report again (its index gets the "real data" column).
 real: $(STAMP)
-	$(PY) -m actloss_bench.run_all --real --profile $(PROFILE) --seed $(SEED) --results $(RESULTS)
+	$(PY) -m actloss_bench.cli.run_all --real --profile $(PROFILE) --seed $(SEED) --results $(RESULTS)
 	.venv/bin/actloss-report --all --uri sqlite:///$(abspath $(RESULTS))/mlflow.db --out $(RESULTS)
 
-## make test: the test suite (CI runs this), one test file per core at a time.
+## make test: the whole suite (CI runs this): tests/unit, tests/integration (real sweeps into
+## temporary stores) and tests/system (Slurm, PostgreSQL, a browser, Ray), one file per core.
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto --dist loadfile
+	$(PY) -m pytest -q -n auto --dist loadfile tests
+
+## make test-fast: unit and integration only, for the edit loop (a few minutes).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n auto --dist loadfile tests/unit tests/integration
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
@@ -41,13 +46,13 @@ lint: $(STAMP)
 ## make ui: MLflow UI over $(RESULTS)/mlflow.db on 127.0.0.1:$(PORT); prints each experiment's
 ## address, which opens on its model runs with their key metrics as columns
 ui: $(STAMP)
-	@$(PY) -m actloss_bench.ui --uri sqlite:///$(abspath $(RESULTS))/mlflow.db --port $(PORT)
+	@$(PY) -m actloss_bench.ops.ui --uri sqlite:///$(abspath $(RESULTS))/mlflow.db --port $(PORT)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db \
 	  --default-artifact-root $(abspath $(RESULTS))/mlartifacts --host 127.0.0.1 --port $(PORT)
 
 ## make server: a shared tracking server with a SQL backend (SQLite; DB=postgres for PostgreSQL)
 server: $(STAMP)
-	$(PY) -m actloss_bench.server --root $(RESULTS)/server --port $(PORT) $(if $(DB),--db $(DB),)
+	$(PY) -m actloss_bench.ops.server --root $(RESULTS)/server --port $(PORT) $(if $(DB),--db $(DB),)
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -1,7 +1,7 @@
 """``make bench``: what populations buy, as ratios measured in one run against the naive loop.
 
 1. Training per model: the tutorial loop (benchmarks/tutorial.py) against the engine training
-   one model, and populations of 16 and 64 seeds (actloss_bench.training.train_population).
+   one model, and populations of 16 and 64 seeds (actloss_bench.engine.training.train_population).
    Each is timed in this one warm process, in rounds that alternate the order; a ratio is the
    median over rounds of that round's own ratio (this VM's speed drifts within seconds).
 2. Whole processes: 16 seeds as one ``actloss-bench seeds=16`` process against 16 tutorial-loop
@@ -42,8 +42,8 @@ OVERRIDES = ["task=binary", "task.n_samples=4000", "task.n_features=20", "model.
 def engine_config(epochs: int):
     from hydra import compose, initialize_config_dir
 
-    from actloss_bench.paths import CONF_DIR
-    from actloss_bench.schema import register_schema
+    from actloss_bench.config.paths import CONF_DIR
+    from actloss_bench.config.schema import register_schema
 
     register_schema()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -51,7 +51,7 @@ def engine_config(epochs: int):
 
 
 def task_config():
-    from actloss_bench.schema import TaskConfig
+    from actloss_bench.config.schema import TaskConfig
 
     return OmegaConf.merge(OmegaConf.structured(TaskConfig), WORKLOAD["task"])
 
@@ -60,7 +60,7 @@ def per_model_seconds(epochs: int, rounds: int) -> dict:
     """Seconds per model of each variant, per round (alternating the order)."""
     from tutorial import train_one
 
-    from actloss_bench.training import Member, train_population
+    from actloss_bench.engine.training import Member, train_population
 
     cfg, task = engine_config(epochs), task_config()
     variants = {

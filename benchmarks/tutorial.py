@@ -15,8 +15,8 @@ import sys
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from actloss_bench.model import MLP
-from actloss_bench.tasks import make_dataset
+from actloss_bench.engine.model import MLP
+from actloss_bench.engine.tasks import make_dataset
 
 
 def train_one(task_cfg, seed: int, epochs: int, *, depth: int, width: int, batch_size: int,

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from actloss_bench.paths import CONF_DIR
-from actloss_bench.schema import register_schema
+from actloss_bench.config.paths import CONF_DIR
+from actloss_bench.config.schema import register_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

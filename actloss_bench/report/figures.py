@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from actloss_bench.metrics import reliability_bins  # noqa: E402
+from actloss_bench.engine.metrics import reliability_bins  # noqa: E402
 from actloss_bench.report.verdict import HOLDS, OPPOSITE, RuleResult  # noqa: E402
 
 OUTCOME_COLOURS = {HOLDS: "tab:red", OPPOSITE: "tab:blue"}

@@ -17,8 +17,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
-from actloss_bench import tracking
-from actloss_bench.diagnoses import DIAGNOSES
+from actloss_bench.tracking import store
+from actloss_bench.engine.diagnoses import DIAGNOSES
 
 
 @dataclass
@@ -74,28 +74,28 @@ def load_models(uri: str, experiment: str) -> ModelTable:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return ModelTable(pd.DataFrame(), uri=uri)
-    sweeps = sorted(_all_runs(client, exp.experiment_id, f"tags.{tracking.TAG_ROLE} = 'sweep'"),
+    sweeps = sorted(_all_runs(client, exp.experiment_id, f"tags.{store.TAG_ROLE} = 'sweep'"),
                     key=lambda r: r.info.start_time)
-    cells = list(_all_runs(client, exp.experiment_id, f"tags.{tracking.TAG_ROLE} = 'cell'"))
+    cells = list(_all_runs(client, exp.experiment_id, f"tags.{store.TAG_ROLE} = 'cell'"))
     if not sweeps:
         return ModelTable(pd.DataFrame(), uri=uri)
     latest = sweeps[-1].data.tags
-    sweep_id, definition = latest[tracking.TAG_SWEEP], latest.get(tracking.TAG_DEFINITION, "")
+    sweep_id, definition = latest[store.TAG_SWEEP], latest.get(store.TAG_DEFINITION, "")
 
     def in_sweep(run) -> bool:
         tags = run.data.tags
-        return (tags.get(tracking.TAG_SWEEP) == sweep_id
-                or sweep_id in tags.get(tracking.TAG_REUSED, "").split(","))
+        return (tags.get(store.TAG_SWEEP) == sweep_id
+                or sweep_id in tags.get(store.TAG_REUSED, "").split(","))
 
     pooled = [r for r in cells if in_sweep(r) and "superseded_by" not in r.data.tags]
     left_out = _left_out([r for r in cells if r not in pooled], definition)
     counts: Dict[str, int] = {}
     for r in pooled:
-        status = r.data.tags.get(tracking.TAG_STATUS, "running")
+        status = r.data.tags.get(store.TAG_STATUS, "running")
         counts[status] = counts.get(status, 0) + 1
     frames, params = [], set()
     for run in pooled:
-        if run.data.tags.get(tracking.TAG_STATUS) != "ok":
+        if run.data.tags.get(store.TAG_STATUS) != "ok":
             continue
         path = artifact_path(uri, run, "population.csv")
         if path is None:
@@ -125,10 +125,10 @@ def _left_out(runs, definition: str) -> List[str]:
     """One line per earlier sweep whose cells are not pooled, with the reason."""
     by_sweep: Dict[str, List[object]] = {}
     for r in runs:
-        by_sweep.setdefault(r.data.tags.get(tracking.TAG_SWEEP, "?"), []).append(r)
+        by_sweep.setdefault(r.data.tags.get(store.TAG_SWEEP, "?"), []).append(r)
     lines = []
     for sweep, rs in sorted(by_sweep.items()):
-        other = rs[0].data.tags.get(tracking.TAG_DEFINITION) != definition
+        other = rs[0].data.tags.get(store.TAG_DEFINITION) != definition
         why = ("another definition (changed config, profile or command-line overrides)"
                if other else "an earlier sweep of the same definition, not part of the latest")
         lines.append(f"{len(rs)} cell run(s) of sweep {sweep}: {why}")

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Mapping
 import numpy as np
 import pandas as pd
 
-from actloss_bench.diagnoses import DIAGNOSES, thresholds_table
+from actloss_bench.engine.diagnoses import DIAGNOSES, thresholds_table
 from actloss_bench.report.verdict import DECISION_RULE, RuleResult, bootstrap_ci
 
 SUMMARY_METRICS = ["test/accuracy", "test/balanced_accuracy", "test/minority_recall",

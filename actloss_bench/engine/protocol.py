@@ -1,0 +1,133 @@
+"""The evidence protocol: which models a job trains, and how its learning rate is chosen.
+
+Tuning is kept apart from evaluation (as DeepOBS does: tune, then re-run the best on fresh
+seeds), so the reported numbers carry no selection bias:
+
+- *tuning seeds* (``tune.seeds`` of them, from ``seed + TUNING_SEED_OFFSET``) train at every
+  learning rate of the grid (``tune.lr_factors`` times ``optimizer.lr``); the lr with the best
+  mean validation score is chosen. Where the choice is an edge of the grid, the grid grows one
+  step on that side (the edge's own ratio), on the tuning seeds, until the choice is interior
+  or ``tune.max_extensions`` steps were taken (the page reports cells left at that limit);
+- *evaluation seeds* (``seed … seed+seeds-1``, paired across arms) train at the chosen lr, and
+  at the configured (default) lr for the page's default-lr view. Their test metrics are what
+  a verdict reads.
+
+Without a grid (``tune.lr_factors: null``) a job trains its evaluation seeds at the configured
+lr only: one seed is an ordinary single run.
+
+This module imports no torch: the memory check and the sweep's progress read it at start-up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional
+
+import pandas as pd
+
+from actloss_bench.engine.tasks import MULTILABEL, REGRESSION
+
+# Tuning seeds start here, above any evaluation seed base a user would pick (0, 100, ...), so
+# the two sets never meet.
+TUNING_SEED_OFFSET = 100_000
+TUNE, EVAL = "tune", "eval"
+
+# Metrics where lower is better; every other metric is read as higher-is-better.
+LOWER_IS_BETTER = ("loss", "mae", "rmse", "ece", "brier", "nll", "ece_positive", "hamming_loss",
+                   "interval_width_90", "escape_epoch")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model of a population: its seed and its learning rate."""
+    seed: int
+    lr: float
+
+
+def lower_is_better(metric: str) -> bool:
+    name = metric.split("/")[-1]
+    return name in LOWER_IS_BETTER or name.startswith(("ece_", "nll_"))
+
+
+def tuning_metric(cfg, kind: str) -> str:
+    """``tune.metric``, or for ``auto``: validation balanced accuracy (classification, fair to
+    imbalanced data), macro F1 over labels (multilabel) or validation RMSE (regression)."""
+    if cfg.tune.metric != "auto":
+        return cfg.tune.metric
+    return {REGRESSION: "val/rmse", MULTILABEL: "val/f1_macro"}.get(kind, "val/balanced_accuracy")
+
+
+def is_tuned(cfg) -> bool:
+    return bool(cfg.tune.lr_factors)
+
+
+def learning_rates(cfg) -> List[float]:
+    """The initial grid: ``optimizer.lr`` times each of ``tune.lr_factors`` (the configured lr
+    alone without a grid)."""
+    factors = cfg.tune.lr_factors or [1.0]
+    return sorted(float(f"{cfg.optimizer.lr * f:.6g}") for f in factors)
+
+
+def evaluation_seeds(cfg) -> List[int]:
+    return list(range(cfg.seed, cfg.seed + cfg.seeds))
+
+
+def tuning_seeds(cfg) -> List[int]:
+    start = cfg.seed + TUNING_SEED_OFFSET
+    return list(range(start, start + cfg.tune.seeds))
+
+
+def default_lr(cfg) -> float:
+    return float(f"{cfg.optimizer.lr:.6g}")
+
+
+def tuning_members(cfg, lrs: List[float]) -> List[Member]:
+    return [Member(s, lr) for lr in lrs for s in tuning_seeds(cfg)]
+
+
+def evaluation_members(cfg, chosen: Optional[float]) -> List[Member]:
+    """The evaluation seeds at the chosen lr and at the default lr (one lr without a grid)."""
+    lrs = [default_lr(cfg)] if chosen is None else list(dict.fromkeys([chosen, default_lr(cfg)]))
+    return [Member(s, lr) for lr in lrs for s in evaluation_seeds(cfg)]
+
+
+def largest_population(cfg) -> int:
+    """The most models trained at once by a job (what memory must hold)."""
+    evaluation = cfg.seeds * (2 if is_tuned(cfg) else 1)
+    if not is_tuned(cfg):
+        return evaluation
+    return max(evaluation, cfg.tune.seeds * len(learning_rates(cfg)))
+
+
+def models_per_job(cfg) -> int:
+    """Models a job trains when its grid needs no extension: its progress unit."""
+    if not is_tuned(cfg):
+        return cfg.seeds
+    return cfg.tune.seeds * len(learning_rates(cfg)) + 2 * cfg.seeds
+
+
+def next_lr(lrs: List[float], chosen: float) -> Optional[float]:
+    """One more grid point beyond the edge the choice sits on (the edge's own ratio), or None
+    when the choice is interior."""
+    lrs = sorted(lrs)
+    if len(lrs) < 2:
+        return None
+    if chosen == lrs[0]:
+        return float(f"{lrs[0] * lrs[0] / lrs[1]:.6g}")
+    if chosen == lrs[-1]:
+        return float(f"{lrs[-1] * lrs[-1] / lrs[-2]:.6g}")
+    return None
+
+
+def select_lr(table: pd.DataFrame, metric: str) -> float:
+    """The learning rate with the best mean ``metric`` over seeds (columns ``lr``, ``status``
+    and ``metric``; one row per model, validation metrics only). A diverged model, or one
+    without a finite value, gets the worst value seen in the table; ties go to the smaller lr."""
+    lower = lower_is_better(metric)
+    values = table[metric].astype(float).where(table["status"] == "ok")
+    finite = values[values.map(math.isfinite)]
+    worst = (finite.max() if lower else finite.min()) if len(finite) else 0.0
+    scores = values.where(values.map(math.isfinite), worst).groupby(table["lr"]).mean()
+    best = scores.min() if lower else scores.max()
+    return float(min(lr for lr, s in scores.items() if s == best))
