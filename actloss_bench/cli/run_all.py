@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 from omegaconf import OmegaConf
 
-from actloss_bench.config.paths import EXPERIMENTS_DIR, experiment_names
+from actloss_bench.config.paths import EXPERIMENTS_DIR, REAL_SUFFIX, experiment_names
+from actloss_bench.tracking.job import ENV_JOB_SUMMARY
 from actloss_bench.tracking.sweep import count_jobs, parse_sweep
 
 
@@ -27,15 +27,21 @@ def store_uri(results: Path) -> str:
     return f"sqlite:///{results.resolve() / 'mlflow.db'}"
 
 
-def sweep_size(name: str) -> int:
-    """Cells times learning rates times quick epochs: the longest experiments start first."""
-    raw = OmegaConf.load(EXPERIMENTS_DIR / f"{name}.yaml")
-    cells = count_jobs(parse_sweep(OmegaConf.select(raw, "hydra.sweeper.params") or {}, []))
-    epochs = OmegaConf.select(raw, "profiles.quick.epochs") or 1
-    return cells * len(OmegaConf.select(raw, "tune.lr_factors") or [1]) * epochs
+def sweep_size(name: str, profile: str) -> int:
+    """Cells times models per cell times epochs, from the composed config (the protocol's own
+    count): the longest experiments start first."""
+    from hydra import compose, initialize_config_dir
 
+    from actloss_bench.config.paths import CONF_DIR
+    from actloss_bench.config.schema import register_schema
+    from actloss_bench.engine.protocol import models_per_job
 
-REAL_SUFFIX = "_real"
+    register_schema()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={name}", f"profile={profile}"],
+                      return_hydra_config=True)
+    cells = count_jobs(parse_sweep(OmegaConf.select(cfg, "hydra.sweeper.params") or {}, []))
+    return cells * models_per_job(cfg) * cfg.trainer.epochs
 
 
 def real_data_overrides(name: str) -> list:
@@ -44,17 +50,16 @@ def real_data_overrides(name: str) -> list:
     return [str(o) for o in (OmegaConf.select(raw, "claim.real_data") or [])]
 
 
-JOB_LINE = re.compile(r"(\d+) models .*\(train ([\d.]+)s \+ mlflow ([\d.]+)s\)")
-
-
 def run_summary(logs: Path, names, wall: float) -> dict:
-    """Models, training and MLflow seconds summed over the jobs' lines in the sweep logs."""
+    """Models, training and MLflow seconds summed over the jobs' JSON summaries
+    (``<logs>/<experiment>.jobs.jsonl``, one line per job: tracking/job.py)."""
     models = train = mlflow = 0.0
-    for log in (logs / f"{name}.log" for name in names):
-        for match in JOB_LINE.finditer(log.read_text()):
-            models += int(match.group(1))
-            train += float(match.group(2))
-            mlflow += float(match.group(3))
+    for path in (logs / f"{name}.jobs.jsonl" for name in names):
+        for line in (path.read_text().splitlines() if path.is_file() else []):
+            job = json.loads(line)
+            models += job["models"]
+            train += job["train_s"]
+            mlflow += job["mlflow_s"]
     total = train + mlflow
     return {"wall_s": wall, "models": int(models), "models_per_min": models / wall * 60,
             "train_s": train, "mlflow_s": mlflow,
@@ -90,7 +95,7 @@ def main(argv=None) -> None:
         sweeps = {f"{name}{REAL_SUFFIX}": (name, [*overrides,
                                                   f"tracking.experiment={name}{REAL_SUFFIX}"])
                   for name in sweeps for overrides in [real_data_overrides(name)] if overrides}
-    sizes = {label: sweep_size(name) for label, (name, _) in sweeps.items()}
+    sizes = {label: sweep_size(name, args.profile) for label, (name, _) in sweeps.items()}
     names = sorted(sizes, key=sizes.get, reverse=True)
 
     from actloss_bench.tracking import store
@@ -114,11 +119,13 @@ def main(argv=None) -> None:
             while waiting and len(running) < args.jobs:
                 name = waiting.pop(0)
                 log = open(logs / f"{name}.log", "w")
+                (logs / f"{name}.jobs.jsonl").unlink(missing_ok=True)
                 experiment, overrides = sweeps[name]
+                env = {**os.environ, ENV_JOB_SUMMARY: str(logs / f"{name}.jobs.jsonl")}
                 proc = subprocess.Popen(
                     [exe, "-m", f"experiment={experiment}", f"profile={args.profile}",
                      f"seed={args.seed}", f"tracking.uri={uri}", *overrides, *args.extra],
-                    stdout=None if args.verbose else log, stderr=subprocess.STDOUT)
+                    stdout=None if args.verbose else log, stderr=subprocess.STDOUT, env=env)
                 running[name] = (proc, log, time.perf_counter())
             time.sleep(0.2)
             for name, (proc, log, started) in list(running.items()):

@@ -10,5 +10,8 @@ RESULTS_DIR = PROJECT_ROOT / "results"
 
 
 def experiment_names() -> List[str]:
-    """The experiments, one per ``experiments/<name>.yaml``."""
-    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+    """The experiments, one per ``experiments/<name>.yaml`` (``_base.yaml`` is what they share)."""
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml") if not p.stem.startswith("_"))
+
+# Real-data re-checks (make real) log into MLflow experiment <name><REAL_SUFFIX> of the store.
+REAL_SUFFIX = "_real"

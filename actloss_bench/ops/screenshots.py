@@ -83,14 +83,14 @@ def open_figure(page, base: str, experiment_id: str, run_id: str, path: str,
 
 
 def main(argv=None) -> None:
-    from mlflow.tracking import MlflowClient
+    from actloss_bench.tracking.store import mlflow_client
 
     parser = argparse.ArgumentParser(prog="python -m actloss_bench.ops.screenshots")
     parser.add_argument("--base", default="http://127.0.0.1:5000", help="the MLflow UI's address")
     parser.add_argument("--experiment", default="mse_collapse")
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)
-    client = MlflowClient(tracking_uri=args.base)
+    client = mlflow_client(args.base)
     exp = client.get_experiment_by_name(args.experiment)
     if exp is None:
         raise SystemExit(f"screenshots: error: no experiment {args.experiment!r} at {args.base}")

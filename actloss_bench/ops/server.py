@@ -63,11 +63,11 @@ def server_env(*, jobs: bool = False) -> dict:
 
 def prepare_sqlite(path: Path) -> str:
     """Create the SQLite schema once, before the server's workers open the file."""
-    from mlflow.tracking import MlflowClient
+    from actloss_bench.tracking.store import mlflow_client
 
     path.parent.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{path.resolve()}"
-    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    mlflow_client(uri).search_experiments(max_results=1)
     return uri
 
 

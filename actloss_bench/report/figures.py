@@ -1,4 +1,5 @@
-"""Report figures: effect sizes, learning curves, heatmaps, reliability diagrams (drawing only)."""
+"""Report figures: effect sizes, learning curves, heatmaps, rankings, reliability diagrams.
+Drawing only: every number is computed in report/build.py and report/stats.py."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from actloss_bench.engine.metrics import reliability_bins  # noqa: E402
-from actloss_bench.report.verdict import HOLDS, OPPOSITE, RuleResult  # noqa: E402
+from actloss_bench.report.verdict import HOLDS, OPPOSITE, SMALLER, RuleResult  # noqa: E402
 
-OUTCOME_COLOURS = {HOLDS: "tab:red", OPPOSITE: "tab:blue"}
+OUTCOME_COLOURS = {HOLDS: "tab:red", SMALLER: "tab:orange", OPPOSITE: "tab:blue"}
 
 
 def _natural(key) -> tuple:
@@ -37,54 +38,53 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def effect_plot(results: List[RuleResult], path: Path) -> str:
-    """One panel per rule: the paired effect per condition with its 95% CI and the margin."""
-    fig, axes = plt.subplots(len(results), 1, figsize=(8, 1.2 + 1.3 * len(results) +
-                                                       0.25 * max(len(r.groups) for r in results)),
-                             squeeze=False)
-    for ax, r in zip(axes[:, 0], results):
-        ys = np.arange(len(r.groups))
-        for y, g in zip(ys, r.groups):
+def effect_plot(parts: List[RuleResult], path: Path) -> str:
+    """One panel per part: the paired effect per condition (controls in grey, marked) with its
+    interval, and the margin: a band beyond it for "worse" claims, around 0 for equivalence."""
+    rows = [p.groups + p.controls for p in parts]
+    fig, axes = plt.subplots(len(parts), 1, squeeze=False, figsize=(
+        8, 1.2 + 1.3 * len(parts) + 0.25 * max([len(r) for r in rows] + [1])))
+    for ax, r, groups in zip(axes[:, 0], parts, rows):
+        ys = np.arange(len(groups))
+        for y, g in zip(ys, groups):
             lo = g.ci_low if np.isfinite(g.ci_low) else g.mean
             hi = g.ci_high if np.isfinite(g.ci_high) else g.mean
-            colour = OUTCOME_COLOURS.get(g.outcome, "grey")
+            colour = "grey" if g.control is not None else OUTCOME_COLOURS.get(g.outcome, "k")
             # max(0, ...): an interval's end may sit a rounding error inside the mean.
             ax.errorbar(g.mean, y, xerr=[[max(0.0, g.mean - lo)], [max(0.0, hi - g.mean)]],
-                        fmt="o", color=colour, capsize=3)
+                        fmt="s" if g.control is not None else "o", color=colour, capsize=3)
         ax.axvline(0, color="k", lw=0.8)
-        if r.claim == "worse":
-            ax.axvspan(r.margin, ax.get_xlim()[1] if r.groups else r.margin * 2, color="tab:red",
-                       alpha=0.08)
-        else:
+        left, right = ax.get_xlim()
+        left, right = min(left, -r.margin * 1.2), max(right, r.margin * 1.2)
+        if r.claim == "equivalent":
             ax.axvspan(-r.margin, r.margin, color="tab:green", alpha=0.1)
-        ax.set_yticks(ys, [g.label for g in r.groups], fontsize=7)
-        effect = "a worse than b by" if r.claim == "worse" else "a - b"
-        ax.set_title(f"{r.name}\n{effect} ({r.metric}); verdict: {r.verdict}", fontsize=8)
+        else:
+            ax.axvspan(r.margin, right, color="tab:red", alpha=0.08)
+        ax.axvline(r.margin, color="tab:red", lw=0.6, ls=":")
+        ax.set_xlim(left, right)
+        ax.set_yticks(ys, [g.label + (" (control)" if g.control is not None else "")
+                           for g in groups], fontsize=7)
+        effect = "a - b" if r.claim == "equivalent" else "how much worse a is than b"
+        ax.set_title(f"{r.name}\n{effect} ({r.metric_label}); margin {r.margin:g}; "
+                     f"{r.word}", fontsize=8)
     return _save(fig, path)
 
 
-def curves_plot(hist: pd.DataFrame, metric: str, cell_cols: List[str], facet_cols: List[str],
+def curves_plot(curves: Dict[tuple, Dict[tuple, pd.DataFrame]], metric: str,
                 path: Path) -> str:
-    """A per-epoch metric at the selected learning rate: the mean over seeds with a band of
-    +-1 standard error, one line per cell, one panel per facet value."""
-    facet_cols = [c for c in facet_cols if c in cell_cols]
-    facets = (hist.groupby(facet_cols, sort=False) if facet_cols else [((), hist)])
-    facets = sorted(facets, key=lambda kv: _natural(kv[0]))[:9]
+    """Per-epoch curves given as {facet: {line: frame(epoch -> mean, sem)}}: the mean over
+    seeds with a band of +-1 standard error, one panel per facet (at most nine)."""
+    facets = sorted(curves.items(), key=lambda kv: _natural(kv[0]))[:9]
     ncols = min(3, len(facets))
     nrows = int(np.ceil(len(facets) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
-    line_cols = [c for c in cell_cols if c not in facet_cols]
-    for ax, (key, part) in zip(axes.flat, facets):
-        for cell, rows in (part.groupby(line_cols) if line_cols else [((), part)]):
-            by_epoch = rows.groupby("epoch")[metric]
-            mean, sem = by_epoch.mean(), by_epoch.sem().fillna(0)
-            cell = cell if isinstance(cell, tuple) else (cell,)
-            label = ", ".join(str(c) for c in cell) or "all"
-            line, = ax.plot(mean.index, mean.to_numpy(), label=label)
+    for ax, (facet, lines) in zip(axes.flat, facets):
+        for cell, frame in lines.items():
+            mean, sem = frame["mean"], frame["sem"]
+            line, = ax.plot(mean.index, mean.to_numpy(), label=", ".join(map(str, cell)))
             ax.fill_between(mean.index, (mean - sem).to_numpy(), (mean + sem).to_numpy(),
                             color=line.get_color(), alpha=0.2, lw=0)
-        key = key if isinstance(key, tuple) else (key,)
-        ax.set_title(", ".join(f"{c}={k}" for c, k in zip(facet_cols, key)) or metric, fontsize=8)
+        ax.set_title(", ".join(facet) or metric, fontsize=8)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel(f"{metric} (mean ± s.e. over seeds)", fontsize=8)
         ax.legend(fontsize=6)
@@ -93,12 +93,8 @@ def curves_plot(hist: pd.DataFrame, metric: str, cell_cols: List[str], facet_col
     return _save(fig, path)
 
 
-def heatmap_plot(runs: pd.DataFrame, rows: str, cols: str, metric: str,
-                 transform: Optional[str], path: Path) -> str:
-    values = runs[metric].astype(float)
-    if transform == "log10":
-        values = np.log10(values.where(values > 0))
-    table = values.groupby([runs[rows], runs[cols]]).mean().unstack(cols)
+def heatmap_plot(table: pd.DataFrame, metric: str, transform: Optional[str], path: Path) -> str:
+    """A rows x columns table of values, drawn with the value in each cell."""
     try:  # numeric axes in numeric order
         table = table.sort_index(key=lambda i: i.astype(float))
         table = table[sorted(table.columns, key=float)]
@@ -108,8 +104,8 @@ def heatmap_plot(runs: pd.DataFrame, rows: str, cols: str, metric: str,
     im = ax.imshow(table.to_numpy(), cmap="viridis", aspect="auto")
     ax.set_xticks(range(table.shape[1]), table.columns)
     ax.set_yticks(range(table.shape[0]), table.index)
-    ax.set_xlabel(cols)
-    ax.set_ylabel(rows)
+    ax.set_xlabel(table.columns.name)
+    ax.set_ylabel(table.index.name)
     for (i, j), v in np.ndenumerate(table.to_numpy()):
         ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w", fontsize=8)
     fig.colorbar(im, ax=ax, label=f"{transform + ' ' if transform else ''}{metric}")
@@ -117,29 +113,24 @@ def heatmap_plot(runs: pd.DataFrame, rows: str, cols: str, metric: str,
 
 
 def ranking_plot(panels: List[Dict], path: Path) -> str:
-    """One heatmap per panel (``title``, ``runs``, ``rows``, ``cols``, ``metric``,
-    ``higher_is_better``): each row's rank within its column by the seed-mean metric (1 = best;
-    colour), the mean written in the cell, rows ordered by their mean rank."""
-    heights = [runs[p["rows"]].nunique() for p in panels for runs in [p["runs"]]]
+    """One table per panel (``title``, ``means``, ``tied``, ``metric``, ``cols``): each cell the
+    seed-mean metric, green where the choice is best or tied with the best of its column (by
+    the interval against the margin), grey otherwise; rows ordered by how often they tie."""
+    heights = [len(p["means"]) for p in panels]
     fig, axes = plt.subplots(len(panels), 1, squeeze=False,
                              figsize=(6.5, 0.9 * len(panels) + 0.32 * sum(heights)),
                              gridspec_kw={"height_ratios": heights})
     for ax, p in zip(axes[:, 0], panels):
-        runs, metric = p["runs"], p["metric"]
-        means = runs[metric].astype(float).groupby([runs[p["rows"]], runs[p["cols"]]]).mean()
-        means = means.unstack(p["cols"])
-        ranks = means.rank(ascending=not p["higher_is_better"], method="min")
-        order = ranks.mean(1).sort_values().index
-        means, ranks = means.loc[order], ranks.loc[order]
-        worst = max(2, len(means))
-        ax.imshow(ranks.to_numpy(), cmap="viridis_r", aspect="auto", vmin=1, vmax=worst)
+        means, tied = p["means"], p["tied"].astype(float)
+        order = tied.mean(1).sort_values(ascending=False).index
+        means, tied = means.loc[order], tied.loc[order]
+        ax.imshow(tied.to_numpy(), cmap="Greens", aspect="auto", vmin=-0.3, vmax=1.3)
         ax.set_xticks(range(means.shape[1]), means.columns)
         ax.set_yticks(range(means.shape[0]), means.index, fontsize=7)
-        ax.set_title(f"{p['title']}: rank by {metric} (1 = best, yellow)", fontsize=8)
+        ax.set_title(f"{p['title']}: {p['metric']} (green: best or tied with the best)",
+                     fontsize=8)
         for (i, j), v in np.ndenumerate(means.to_numpy()):
-            dark = ranks.to_numpy()[i, j] > (1 + worst) / 2
-            ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7,
-                    color="w" if dark else "k")
+            ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7)
     axes[-1, 0].set_xlabel(panels[-1]["cols"])
     return _save(fig, path)
 

@@ -41,6 +41,20 @@ class ModelTable:
                 and p != "seed"]
 
 
+TUNED, DEFAULT = "tuned", "default lr"
+
+
+def views(table: "ModelTable", tuned: bool) -> Dict[str, pd.DataFrame]:
+    """The evaluation models each view reads: at the learning rate chosen on the tuning seeds,
+    and at the configured (default) lr."""
+    m = table.models
+    m = m[m["role"] == "eval"]
+    out = {TUNED: m[m["selected"].astype(bool)]}
+    if tuned:
+        out[DEFAULT] = m[(m["lr"] - m["default_lr"]).abs() <= 1e-9 * m["default_lr"]]
+    return out
+
+
 def _all_runs(client, experiment_id: str, filter_string: str):
     token = None
     while True:
@@ -68,9 +82,7 @@ def artifact_path(uri: str, run, name: str) -> Optional[Path]:
 
 
 def load_models(uri: str, experiment: str) -> ModelTable:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
+    client = store.mlflow_client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return ModelTable(pd.DataFrame(), uri=uri)
@@ -109,6 +121,8 @@ def load_models(uri: str, experiment: str) -> ModelTable:
         frames.append(frame)
     models = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not models.empty:
+        if "role" not in models:  # written before tuning seeds were kept apart
+            models["role"] = "eval"
         models["optimizer.lr"] = models["lr"].map(lambda v: f"{v:g}")
         models["diverged"] = (models["status"] == "diverged").astype(float)
         diagnosis = models["diagnosis"].fillna("").str.split(",")

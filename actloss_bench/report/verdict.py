@@ -1,76 +1,105 @@
-"""Verdicts computed from a table of models and an experiment's rules; never typed in.
+"""Verdicts computed from a table of models and a claim's parts; never typed in.
 
-A rule compares one metric between two sets of cells, ``a`` (the choice the folklore warns
-against) and ``b`` (the recommended one), paired by seed within each value of the rule's
-``condition`` params. The decision rule, written once (README and every page quote
-:data:`DECISION_RULE`):
+A claim is split into *parts*; each part is one rule (``claim.verdict.rules`` in the
+experiment's YAML) comparing one metric between two sets of cells, ``a`` (the choice the
+folklore warns against) and ``b`` (the recommended one), paired by seed within each value of
+the rule's ``condition`` params. :data:`DECISION_RULE` is quoted on every page.
 
-- effect ``d`` per seed: how much worse ``a`` is than ``b`` (``claim: worse``), or ``a - b``
-  (``claim: equivalent``); a diverged model scores the worst value of its metric, never dropped;
-- its mean with a 95% paired bootstrap interval (percentile, 10,000 resamples; for a rate
-  against a constant, the Wilson interval), and P(a worse than b) = the share of seeds where a
-  is worse (ties count half) with its bootstrap interval;
-- a one-sided sign-flip permutation test of ``d > 0`` (exact over 2^n sign flips), Holm-corrected
-  across every condition of every rule of the claim;
-- a condition *reproduces* the claim when the corrected p < 0.05 and the mean effect is at least
-  the margin; it shows the *opposite* when the whole interval lies below 0 and the mean is at
-  least the margin the other way; it shows *no effect* when the whole interval lies below the
-  margin; else it is *undecided*. ``equivalent`` claims
-  hold where the interval lies within +-margin and fail where the corrected two-sided p < 0.05
-  with |mean| >= margin.
-- a rule: ``reproduced`` when every condition reproduces; ``depends`` when some do and others do
-  not (the page names where it holds, and whether elsewhere there is no effect, the opposite,
-  or no decision); ``contradicted`` when none does and one shows the opposite; ``not
-  reproduced`` when every condition shows no effect; ``inconclusive`` otherwise (nothing holds
-  and some condition is undecided).
-
-``claim: best`` asks whether a recommended choice ranks best or tied-best among every choice of
-the ``over`` param (e.g. ``arm``) run in a condition: ``a`` is a list of filters (the
-recommended choices), and per condition the best-scoring of them (mean over seeds) is paired
-with the best-scoring other choice; the effect is how much worse the recommendation is. It
-*holds* (best or tied-best) when the whole interval lies below the margin, and shows the
-*opposite* when the one-sided test says the recommendation is worse by at least the margin.
-Picking the best alternative after seeing the data favours the alternative: the test is
-conservative for the claim.
-
-Rule keys: ``metric``; ``claim`` (worse | equivalent | best); ``a``/``b`` (param filters);
-``b_metric`` (compare with another metric of a's models) or ``b_value`` (a constant) instead of
-``b``; ``higher_is_better`` (default true); ``transform`` (log10); ``a_plus``/``b_plus`` (add a
-metric column, e.g. an entropy offset); ``margin``; ``condition`` (params); ``where`` (a filter
-applied first); ``over`` (best: the param whose values compete); ``name``.
+Rule keys: ``name`` (the part, as the claim states it); ``metric``; ``claim`` (worse |
+equivalent | best); ``a``/``b`` (param filters); ``b_metric`` (another metric of a's models) or
+``b_value`` (a constant) instead of ``b``; ``higher_is_better`` (default true); ``transform``
+(log10); ``a_plus``/``b_plus`` (add a metric column); ``condition`` (params); ``where`` (a
+filter applied first); ``over`` (best: the param whose values compete); ``controls`` (a list of
+condition filters, each with ``expect: absent | present`` and ``why``); ``margin`` with
+``margin_why`` (only where the claim itself states a number; else :data:`MARGINS` decides).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-REPRODUCED, NOT_REPRODUCED, DEPENDS = "reproduced", "not reproduced", "depends"
-CONTRADICTED, INCONCLUSIVE = "contradicted", "inconclusive"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, DEPENDS, CONTRADICTED, INCONCLUSIVE)
+from actloss_bench.engine.diagnoses import DIAGNOSES
+from actloss_bench.report import stats
+
 # Outcomes of one condition.
-HOLDS, OPPOSITE, NO_EFFECT, UNDECIDED = "holds", "opposite", "no effect", "undecided"
-ALPHA = 0.05
-N_RESAMPLES = 10_000
+HOLDS, SMALLER, NO_EFFECT = "holds", "smaller than claimed", "no effect"
+OPPOSITE, NOT_TESTABLE, UNDECIDED = "opposite", "not testable", "undecided"
+OUTCOMES = (HOLDS, SMALLER, NO_EFFECT, OPPOSITE, NOT_TESTABLE, UNDECIDED)
+# Words of a part and of a claim.
+REPRODUCED, PARTLY, DEPENDS = "reproduced", "partly reproduced", "depends"
+NOT_REPRODUCED, CONTRADICTED, INCONCLUSIVE = "not reproduced", "contradicted", "inconclusive"
+WORDS = (REPRODUCED, PARTLY, DEPENDS, NOT_REPRODUCED, CONTRADICTED, INCONCLUSIVE)
+NOT_RUN = "not run"
+
+# One margin per metric family: the smallest effect that counts as the claimed one. A rule
+# overrides it only where its claim states a number (``margin`` with ``margin_why``).
+MARGIN_FAMILIES: Dict[str, Tuple[float, Tuple[str, ...]]] = {
+    "score (accuracy, balanced accuracy, F1, AUC, R²)": (0.02, (
+        "accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "pr_auc", "subset_accuracy",
+        "minority_recall", "r2", "logreg_accuracy")),
+    "calibration (ECE, mean confidence)": (0.02, ("ece", "ece_calibrated", "ece_positive",
+                                                   "mean_confidence")),
+    "loss (NLL, the training loss)": (0.05, ("nll", "nll_calibrated", "loss", "brier")),
+    "regression error (RMSE, MAE in target sd)": (0.05, ("rmse", "mae")),
+    "interval coverage": (0.03, ("coverage_90",)),
+    "rate of models (collapsed, diverged, ...)": (0.2, tuple(DIAGNOSES)),
+    "fraction of units (dead, saturated)": (0.1, ("fraction",)),
+    "log10 of a ratio": (1.0, ("log10",)),
+    "epochs": (2.0, ("escape_epoch",)),
+    "gradient norm of a layer (none below it)": (1e-4, tuple(f"layer_{i}" for i in range(64))),
+    "relative jitter of a converged curve": (0.002, ("jitter",)),
+}
+RATES = frozenset(DIAGNOSES)
+# Metrics with a chance level: both arms at or within a margin of it leave nothing to compare.
+CHANCE_METRICS = ("test/accuracy", "test/balanced_accuracy", "test/roc_auc")
 
 DECISION_RULE = (
     "Per condition, the effect is how much worse arm *a* is than arm *b*, paired by seed (a "
-    "diverged model scores its metric's worst value). It is reported as the mean with a 95% "
-    "paired bootstrap interval and P(a worse), the share of seeds where *a* is worse. A "
-    "condition reproduces the claim when a one-sided sign-flip permutation test, "
-    "Holm-corrected across all conditions of all rules of the claim, gives p < 0.05 and the "
-    "mean effect is at least the rule's margin; it shows the opposite when the whole interval "
-    "lies below 0 and the mean is at least the margin the other way; it shows no effect when "
-    "the whole interval lies below the margin; otherwise it is undecided. Equivalence claims "
-    "hold where the interval lies within ±margin. A rule is *reproduced* when every condition "
-    "reproduces, *depends* when some do and others do not (each named), *contradicted* when "
-    "none does and one shows the opposite, *not reproduced* when every condition shows no "
-    "effect, and *inconclusive* otherwise (nothing holds and some condition is undecided).")
+    "model that diverged scores the worst value seen in either arm). Its interval is the "
+    "union of Student's t and the studentized bootstrap (95%; a 0/1 rate against a constant: "
+    "Clopper-Pearson; paired 0/1 outcomes: from each arm's Clopper-Pearson interval). Its test "
+    "is two-sided: sign-flip for a mean, exact binomial for a rate against a constant, exact "
+    "McNemar for paired 0/1 outcomes; Holm-corrected across the in-scope conditions of all "
+    "parts of the claim (controls form their own family). A condition **holds** when the test "
+    "is significant (p < 0.05) with the claimed sign and the mean reaches the margin; it is "
+    "**smaller than claimed** when significant with the claimed sign below the margin; "
+    "**opposite** when significant with the other sign; **no effect** when not significant "
+    "and the interval lies within ±margin; **not testable** when both arms sit at the "
+    "metric's chance level, are constant, have no events, or both diverged; otherwise "
+    "**undecided**. Equivalence claims hold when the interval lies within ±margin. A part "
+    "is **reproduced** when every in-scope condition holds; **depends** when some hold and "
+    "an interval on the difference of effects between a condition where it holds and one "
+    "where it does not excludes 0; otherwise its word comes from the effect pooled over its "
+    "in-scope conditions (per seed): reproduced, not reproduced (no effect, or smaller than "
+    "claimed), contradicted (opposite) or inconclusive. A claim is reproduced when every part "
+    "is, partly reproduced when some are (the others named), and otherwise takes the word its "
+    "parts share (contradicted if any part is).")
+
+
+def margin_family(metric: str, transform: Optional[str] = None) -> str:
+    if transform:
+        return next(f for f, (_, names) in MARGIN_FAMILIES.items() if transform in names)
+    name = metric.split(":")[0] if ":" in metric else metric.split("/")[-1]
+    for family, (_, names) in MARGIN_FAMILIES.items():
+        if name in names:
+            return family
+    raise KeyError(f"metric {metric!r} has no margin family; add it to MARGIN_FAMILIES")
+
+
+def rule_margin(rule: Mapping[str, Any]) -> Tuple[float, str]:
+    """The rule's margin and where it comes from (its family, or the claim's own number)."""
+    if "margin" in rule:
+        if not rule.get("margin_why"):
+            raise ValueError(f"rule {rule.get('name')!r} overrides its margin without "
+                             f"margin_why: only a number the claim itself states may")
+        return float(rule["margin"]), f"the claim's own: {rule['margin_why']}"
+    family = margin_family(rule["metric"], rule.get("transform"))
+    return MARGIN_FAMILIES[family][0], family
 
 
 @dataclass
@@ -81,32 +110,54 @@ class GroupResult:
     ci_low: float
     ci_high: float
     p_worse: float  # share of seeds where a is worse than b
-    p_worse_low: float
-    p_worse_high: float
-    p_value: float  # one-sided (worse) or two-sided (equivalent), before correction
+    p_value: float  # two-sided, before correction
     a_mean: float = math.nan
     b_mean: float = math.nan
     p_holm: float = math.nan
     outcome: str = UNDECIDED
     note: str = ""  # claim best: which choices were compared
+    why: str = ""  # not testable: which reason
+    chance: Optional[float] = None  # the metric's chance level in this condition
+    control: Optional[Dict[str, Any]] = None  # a control's expectation, when this is one
+    test: str = "sign-flip"
+    d: pd.Series = field(default_factory=lambda: pd.Series(dtype=float), repr=False)
+    a: pd.Series = field(default_factory=lambda: pd.Series(dtype=float), repr=False)
+    b: pd.Series = field(default_factory=lambda: pd.Series(dtype=float), repr=False)
 
     @property
     def label(self) -> str:
+        if "pooled" in self.condition:
+            return f"pooled over {self.condition['pooled']}"
         return ", ".join(f"{k}={v}" for k, v in self.condition.items()) or "all runs"
+
+    @property
+    def control_failed(self) -> bool:
+        if self.control is None:
+            return False
+        if self.control.get("expect", "absent") == "absent":
+            return self.outcome == HOLDS
+        return self.outcome in (NO_EFFECT, OPPOSITE, NOT_TESTABLE)
 
 
 @dataclass
 class RuleResult:
+    """One part of a claim: its conditions (in scope and controls) and its word."""
     name: str
     metric: str
     claim: str
     margin: float
-    verdict: str = INCONCLUSIVE
+    margin_source: str = ""
+    word: str = INCONCLUSIVE
     explanation: str = ""
-    groups: List[GroupResult] = field(default_factory=list)
+    groups: List[GroupResult] = field(default_factory=list)  # in-scope conditions
+    controls: List[GroupResult] = field(default_factory=list)
+    pooled: Optional[GroupResult] = None  # the effect over every in-scope condition
     a_label: str = "a"
     b_label: str = "b"
-    transform: Optional[str] = None  # the metric as compared: e.g. its log10
+    transform: Optional[str] = None
+    higher_is_better: bool = True
+    rate: str = ""  # "constant" or "paired": the exact tests for 0/1 outcomes
+    rests_on: Optional[GroupResult] = None  # the condition (or pooled effect) the word cites
 
     @property
     def metric_label(self) -> str:
@@ -116,64 +167,11 @@ class RuleResult:
     def held(self) -> List[GroupResult]:
         return [g for g in self.groups if g.outcome == HOLDS]
 
-
-def wilson(k: float, n: int, level: float = 0.95):
-    """Wilson score interval of a proportion k/n; stays inside [0, 1]."""
-    if n == 0:
-        return math.nan, math.nan
-    z = stats.norm.ppf(0.5 + level / 2)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def bootstrap_ci(values: np.ndarray, statistic, level: float = 0.95, seed: int = 0):
-    """Percentile bootstrap interval of ``statistic`` over the seeds (scipy.stats.bootstrap);
-    a constant sample gets the degenerate interval [value, value]."""
-    values = np.asarray(values, dtype=float)
-    if len(values) == 0:
-        return math.nan, math.nan
-    if np.ptp(values) == 0:
-        v = float(statistic(values))
-        return v, v
-    res = stats.bootstrap((values,), statistic, confidence_level=level,
-                          n_resamples=N_RESAMPLES, method="percentile",
-                          random_state=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
-def share_worse(d: np.ndarray, axis: int = -1):
-    """The share of seeds where a is worse (d > 0), ties counting half (vectorised over
-    ``axis`` for scipy's bootstrap)."""
-    return np.mean(d > 0, axis=axis) + 0.5 * np.mean(d == 0, axis=axis)
-
-
-def sign_flip_p(d: np.ndarray, alternative: str) -> float:
-    """p-value of the mean of paired differences ``d`` against 0, by flipping signs
-    (scipy.stats.permutation_test; exact for up to 2^n <= 100,000 flips)."""
-    d = np.asarray(d, dtype=float)
-    if len(d) == 0:
-        return math.nan
-    if np.all(d == 0):
-        return 1.0
-    res = stats.permutation_test((d,), np.mean, permutation_type="samples",
-                                 alternative=alternative, n_resamples=100_000,
-                                 random_state=np.random.default_rng(0))
-    return float(res.pvalue)
-
-
-def holm(p_values: Sequence[float]) -> List[float]:
-    """Holm's step-down adjusted p-values (NaN stays NaN)."""
-    p = np.asarray(p_values, dtype=float)
-    order = [i for i in np.argsort(p) if math.isfinite(p[i])]
-    m = len(order)
-    adjusted = np.full(len(p), math.nan)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        adjusted[i] = running
-    return adjusted.tolist()
+    @property
+    def warnings(self) -> List[str]:
+        return [f"control {g.label} ({g.control.get('why', '')}) expected the effect to be "
+                f"{g.control.get('expect', 'absent')}, but it is {g.outcome}"
+                for g in self.controls if g.control_failed]
 
 
 def matches(frame: pd.DataFrame, filt: Optional[Mapping[str, Any]]) -> pd.Series:
@@ -194,70 +192,74 @@ def _label(filt: Optional[Mapping[str, Any]]) -> str:
     return ", ".join(f"{k}={v}" for k, v in (filt or {}).items())
 
 
-def worst_filled(frame: pd.DataFrame, metric: str, higher_is_better: bool) -> pd.Series:
-    """The metric's values, a diverged model's missing value replaced by the worst value the
-    table holds (a failure is never dropped)."""
-    if metric not in frame:
-        return pd.Series(np.nan, index=frame.index)
-    v = frame[metric].astype(float)
-    finite = v[np.isfinite(v)]
-    if len(finite) and "status" in frame:
-        worst = finite.min() if higher_is_better else finite.max()
-        v = v.where(~((frame["status"] != "ok") & ~np.isfinite(v)), worst)
-    return v
-
-
-def _values(frame, metric, plus, transform, higher_is_better):
-    v = worst_filled(frame, metric, higher_is_better)
+def _raw(frame: pd.DataFrame, metric: str, plus: Optional[str], transform: Optional[str]):
+    v = frame[metric].astype(float) if metric in frame else pd.Series(np.nan, index=frame.index)
     if plus:
         v = v + frame[plus].astype(float)
-    if transform == "log10":
-        v = np.log10(v.where(v > 0))
-    elif transform is not None:
-        raise ValueError(f"unknown transform {transform!r}; known: log10")
-    return v
+    return stats.transform(v, transform)
 
 
-def _side(frame: pd.DataFrame, keys: List[str], values: pd.Series) -> pd.Series:
+def fill_failures(values: List[pd.Series], frames: List[pd.DataFrame],
+                  higher_is_better: bool) -> List[pd.Series]:
+    """A model that did not finish (diverged) scores the worst finite value seen in *any* arm
+    of the comparison, so a failing arm never wins by the survivors it has left, and an arm
+    that failed completely is counted, never dropped."""
+    finite = pd.concat([v[np.isfinite(v)] for v in values]) if values else pd.Series([])
+    if finite.empty:
+        return values
+    worst = finite.min() if higher_is_better else finite.max()
+    out = []
+    for v, f in zip(values, frames):
+        failed = ~np.isfinite(v)
+        if "status" in f:
+            failed &= f["status"] != "ok"
+        out.append(v.where(~failed, worst))
+    return out
+
+
+def _by_seed(frame: pd.DataFrame, keys: List[str], values: pd.Series) -> pd.Series:
     """Mean value per (condition..., seed), averaging any other params that vary."""
     return values.groupby([frame[k].astype(str) for k in keys]).mean()
 
 
 def evaluate_rule(runs: pd.DataFrame, rule: Mapping[str, Any]) -> RuleResult:
-    """Effects, intervals and p-values of one rule per condition (outcomes come from
-    :func:`decide`, which corrects across a claim's rules)."""
+    """Effects, intervals and p-values of one part per condition (outcomes come from
+    :func:`decide`, which corrects across the claim's parts)."""
     claim = rule.get("claim", "worse")
     if claim not in ("worse", "equivalent", "best"):
         raise ValueError(f"unknown claim {claim!r}; known: worse, equivalent, best")
-    margin = float(rule.get("margin", 0.0))
+    margin, source = rule_margin(rule)
     higher = bool(rule.get("higher_is_better", True))
     condition = list(rule.get("condition") or [])
     metric, transform = rule["metric"], rule.get("transform")
     frame = runs[matches(runs, rule.get("where"))] if len(runs) else runs
     keys = condition + ["seed"]
+    is_rate = metric in RATES
 
     notes: Dict[tuple, str] = {}
-    rate_vs_constant = False
+    rate = ""
     if claim == "best":
-        a, b, notes = _best_sides(frame, rule, condition, _values(frame, metric, None,
-                                                                   transform, higher), higher)
+        vals = fill_failures([_raw(frame, metric, None, transform)], [frame], higher)[0]
+        a, b, notes = _best_sides(frame, rule, condition, vals, higher)
         b_label = "best alternative"
     else:
         a_rows = frame[matches(frame, rule["a"])]
-        a = _side(a_rows, keys, _values(a_rows, metric, rule.get("a_plus"), transform, higher))
-        if "b_metric" in rule:
-            b_label = rule["b_metric"]
-            b = _side(a_rows, keys, _values(a_rows, rule["b_metric"], rule.get("b_plus"),
-                                            transform, higher))
-        elif "b_value" in rule:
+        if "b_value" in rule:
             b_label = str(rule["b_value"])
+            a_vals, = fill_failures([_raw(a_rows, metric, rule.get("a_plus"), transform)],
+                                    [a_rows], higher)
+            a = _by_seed(a_rows, keys, a_vals)
             b = pd.Series(float(rule["b_value"]), index=a.index)
-            rate_vs_constant = bool(len(a)) and bool(a.dropna().isin([0.0, 1.0]).all())
+            rate = "constant" if is_rate else ""
         else:
-            b_label = _label(rule["b"])
-            b_rows = frame[matches(frame, rule["b"])]
-            b = _side(b_rows, keys, _values(b_rows, metric, rule.get("b_plus"), transform,
-                                            higher))
+            b_rows = a_rows if "b_metric" in rule else frame[matches(frame, rule["b"])]
+            b_label = rule["b_metric"] if "b_metric" in rule else _label(rule["b"])
+            a_vals, b_vals = fill_failures(
+                [_raw(a_rows, metric, rule.get("a_plus"), transform),
+                 _raw(b_rows, rule.get("b_metric", metric), rule.get("b_plus"), transform)],
+                [a_rows, b_rows], higher)
+            a, b = _by_seed(a_rows, keys, a_vals), _by_seed(b_rows, keys, b_vals)
+            rate = "paired" if is_rate and "b_metric" not in rule else ""
     paired = pd.DataFrame({"a": a, "b": b}).dropna()
     paired["d"] = paired["a"] - paired["b"]
     if claim in ("worse", "best") and higher:
@@ -265,34 +267,83 @@ def evaluate_rule(runs: pd.DataFrame, rule: Mapping[str, Any]) -> RuleResult:
 
     a_label = ("recommended: " + " | ".join(_label(f) for f in rule["a"]) if claim == "best"
                else _label(rule["a"]))
-    result = RuleResult(rule.get("name", metric), metric, claim, margin,
-                        a_label=a_label, b_label=b_label, transform=transform)
+    result = RuleResult(rule.get("name", metric), metric, claim, margin, source,
+                        a_label=a_label, b_label=b_label, transform=transform,
+                        higher_is_better=higher, rate=rate)
+    controls = rule.get("controls") or []
     grouped = (paired.groupby(level=list(range(len(condition)))) if condition
                else [((), paired)])
     for cond, part in grouped:
         cond = cond if isinstance(cond, tuple) else (cond,)
-        d = part["d"].to_numpy()
-        mean = float(d.mean()) if len(d) else math.nan
-        if rate_vs_constant:  # a rate against a constant: Wilson, inside [0, 1]
-            low, high = wilson(float(part["a"].sum()), len(part))
-            low, high = low - float(part["b"].iloc[0]), high - float(part["b"].iloc[0])
-        else:
-            low, high = bootstrap_ci(d, np.mean)
-        pw_low, pw_high = bootstrap_ci(d, share_worse)
-        p = sign_flip_p(d, "two-sided" if claim == "equivalent" else "greater")
-        result.groups.append(GroupResult(
-            dict(zip(condition, map(str, cond))), len(part), mean, low, high,
-            float(share_worse(d)) if len(d) else math.nan, pw_low, pw_high, p,
-            float(part["a"].mean()), float(part["b"].mean()),
-            note=notes.get(tuple(map(str, cond)), "")))
+        labels = dict(zip(condition, map(str, cond)))
+        g = _group(part, labels, result, metric, _chance(frame[matches(frame, labels)]))
+        g.note = notes.get(tuple(map(str, cond)), "")
+        g.control = next((c for c in controls
+                          if all(_as_param(v) == labels.get(k)
+                                 for k, v in c.items() if k not in ("expect", "why"))), None)
+        (result.controls if g.control is not None else result.groups).append(g)
     return result
+
+
+def _group(part: pd.DataFrame, condition: Dict[str, str], rule: RuleResult,
+           metric: str, chance: Optional[float] = None) -> GroupResult:
+    """One condition's effect, interval, test and (where it applies) why it is not testable."""
+    d, a, b = part["d"], part["a"], part["b"]
+    sign = -1.0 if (rule.claim != "equivalent" and rule.higher_is_better) else 1.0
+    if rule.rate == "constant":
+        p0 = float(b.iloc[0]) if len(b) else 0.0
+        mean, low, high, p = stats.rate_test(a.to_numpy(), p0)
+        test = "exact binomial"
+    elif rule.rate == "paired":
+        mean, low, high, p = stats.paired_rate_test(a.to_numpy(), b.to_numpy())
+        test = "exact McNemar"
+    else:
+        mean = float(d.mean()) if len(d) else math.nan
+        low, high = stats.mean_interval(d.to_numpy())
+        p, test = stats.sign_flip_p(d.to_numpy()), "sign-flip"
+        sign = 1.0
+    if sign < 0:  # rate tests give a - b: turn it into "how much worse a is"
+        mean, low, high = -mean, -high, -low
+    g = GroupResult(condition, len(part), mean, low, high, stats.share_worse(d.to_numpy()), p,
+                    float(a.mean()), float(b.mean()), test=test, d=d, a=a, b=b)
+    g.chance = chance
+    g.why = _not_testable(g, rule, metric, chance)
+    return g
+
+
+def _not_testable(g: GroupResult, rule: RuleResult, metric: str,
+                  chance: Optional[float]) -> str:
+    """Why this comparison cannot speak to the claim, or ''."""
+    if g.n == 0:
+        return "no paired seeds"
+    if rule.rate == "paired" and g.a.sum() == 0 and g.b.sum() == 0:
+        return "no events in either arm"
+    if rule.rate == "constant" or rule.claim == "best":
+        return ""
+    both = pd.concat([g.a, g.b])
+    if np.ptp(both.to_numpy()) == 0 and rule.claim != "equivalent":
+        return f"both arms at {both.iloc[0]:.3g} for every seed"
+    if metric in CHANCE_METRICS and rule.higher_is_better:
+        chance = 0.5 if metric.endswith("roc_auc") else chance
+        if chance is not None and max(g.a_mean, g.b_mean) < chance + rule.margin:
+            return f"both arms at chance ({chance:.3g})"
+    return ""
+
+
+def _chance(rows: pd.DataFrame) -> Optional[float]:
+    """1 / the number of classes of these rows' task, when they share one."""
+    if "task.n_classes" not in rows:
+        return None
+    classes = rows["task.n_classes"].astype(str).unique()
+    return 1.0 / int(classes[0]) if len(classes) == 1 and classes[0].isdigit() else None
 
 
 def _best_sides(frame: pd.DataFrame, rule: Mapping[str, Any], condition: List[str],
                 values: pd.Series, higher: bool):
     """Claim best: per condition, the seed values of the best recommended choice and of the
     best other choice of ``rule['over']`` (best by the mean over seeds), and a note naming
-    both."""
+    both. Picking the best alternative after seeing the data favours the alternative: the
+    comparison is conservative for the claim."""
     over = rule["over"]
     recommended = pd.Series(False, index=frame.index)
     for filt in rule["a"]:
@@ -309,90 +360,183 @@ def _best_sides(frame: pd.DataFrame, rule: Mapping[str, Any], condition: List[st
         rec_means, other_means = means[rec.reindex(means.index)], means[~rec.reindex(means.index)]
         if rec_means.empty or other_means.empty:
             continue
-        pick = (lambda m: m.idxmax()) if higher else (lambda m: m.idxmin())  # noqa: E731
-        best_rec, best_other = pick(rec_means), pick(other_means)
+        best_rec = rec_means.idxmax() if higher else rec_means.idxmin()
+        best_other = other_means.idxmax() if higher else other_means.idxmin()
         for choice, parts in ((best_rec, a_parts), (best_other, b_parts)):
             seeds = part.xs(choice, level=len(condition))
             parts.append(seeds.set_axis(pd.MultiIndex.from_tuples(
-                [(*cond, s) for s in seeds.index], names=condition + ["seed"])))
+                [(*cond, s) for s in seeds.index.get_level_values("seed")],
+                names=condition + ["seed"])))
         notes[tuple(cond)] = f"{over}={best_rec} vs {over}={best_other}"
     empty = pd.Series(dtype=float)
     return (pd.concat(a_parts) if a_parts else empty,
             pd.concat(b_parts) if b_parts else empty, notes)
 
 
-def decide(results: List[RuleResult]) -> None:
-    """Holm-correct every condition's p-value across the claim's rules, then set each
-    condition's outcome and each rule's verdict (the decision rule above)."""
-    groups = [g for r in results for g in r.groups]
-    for g, p in zip(groups, holm([g.p_value for g in groups])):
-        g.p_holm = p
-    for r in results:
-        for g in r.groups:
-            g.outcome = _outcome(r, g)
-        r.verdict, r.explanation = _combine(r)
-
-
-def _outcome(rule: RuleResult, g: GroupResult) -> str:
+def outcome(rule: RuleResult, g: GroupResult) -> str:
+    """A condition's outcome from its (corrected) test, mean and interval."""
     m, lo, hi, margin = g.mean, g.ci_low, g.ci_high, rule.margin
+    if g.why:
+        return NOT_TESTABLE
     if not math.isfinite(m):
         return UNDECIDED
-    significant = math.isfinite(g.p_holm) and g.p_holm < ALPHA
+    significant = math.isfinite(g.p_holm) and g.p_holm < stats.ALPHA
+    within = -margin < lo and hi < margin
+    if rule.claim == "equivalent":
+        if within:
+            return HOLDS
+        return OPPOSITE if significant and abs(m) >= margin else UNDECIDED
     if rule.claim == "best":  # the effect: how much worse the recommendation is
         if hi < margin:
             return HOLDS
-        if significant and m >= margin:
-            return OPPOSITE
-        return UNDECIDED
-    if rule.claim == "worse":
-        if significant and m >= margin:
-            return HOLDS
-        if m <= -margin and hi < 0:
-            return OPPOSITE
-        if margin > 0 and hi < margin:
-            return NO_EFFECT
-        return UNDECIDED
-    if -margin < lo and hi < margin:
-        return HOLDS
-    if significant and abs(m) >= margin:
+        return OPPOSITE if significant and m >= margin else UNDECIDED
+    if significant and m > 0:
+        return HOLDS if m >= margin else SMALLER
+    if significant and m < 0:
         return OPPOSITE
-    return UNDECIDED
+    return NO_EFFECT if within else UNDECIDED
 
 
-def combined(results: List[RuleResult], name: str) -> RuleResult:
-    """Every condition of every rule as one rule (``primary: all``): its verdict says whether
-    the claim holds across all of them. The rule's name joins each condition's label."""
-    same = lambda attr: len({getattr(r, attr) for r in results}) == 1  # noqa: E731
-    first = results[0]
-    shared_sides = same("a_label") and same("b_label")
-    out = RuleResult(name, first.metric if same("metric") else "its rule's metric", first.claim,
-                     first.margin, a_label=first.a_label if shared_sides else "",
-                     b_label=first.b_label if shared_sides else "")
-    for r in results:
-        for g in r.groups:  # without shared sides, each condition names its own
-            note = g.note or ("" if shared_sides else f"{r.a_label} vs {r.b_label}")
-            out.groups.append(GroupResult(**{**g.__dict__, "note": note,
-                                             "condition": {"rule": r.name, **g.condition}}))
-    out.verdict, out.explanation = _combine(out)
-    return out
+def decide(parts: List[RuleResult]) -> str:
+    """Correct, decide every condition, word every part, and return the claim's word."""
+    in_scope = [g for r in parts for g in r.groups]
+    for g, p in zip(in_scope, stats.holm([g.p_value for g in in_scope])):
+        g.p_holm = p
+    controls = [g for r in parts for g in r.controls]
+    for g, p in zip(controls, stats.holm([g.p_value for g in controls])):
+        g.p_holm = p
+    for r in parts:
+        for g in r.groups + r.controls:
+            g.outcome = outcome(r, g)
+        r.pooled = _pooled(r)
+    pooled = [r.pooled for r in parts if r.pooled is not None]
+    for g, p in zip(pooled, stats.holm([g.p_value for g in pooled])):
+        g.p_holm = p
+    for r in parts:
+        if r.pooled is not None:
+            r.pooled.outcome = outcome(r, r.pooled)
+        r.word, r.explanation = _part_word(r)
+    return claim_word(parts)[0]
 
 
-def _combine(r: RuleResult):
+def _pooled(r: RuleResult) -> Optional[GroupResult]:
+    """The effect over every in-scope condition: per seed the mean of its conditions' effects
+    (0/1 outcomes: every model a trial)."""
+    if len(r.groups) < 2:
+        return None
+    cat = lambda attr: pd.concat([getattr(g, attr) for g in r.groups])  # noqa: E731
+    if r.rate:
+        part = pd.DataFrame({"a": cat("a").to_numpy(), "b": cat("b").to_numpy(),
+                             "d": cat("d").to_numpy()})
+    else:
+        seed = lambda s: s.groupby(level="seed").mean()  # noqa: E731
+        part = pd.DataFrame({"a": seed(cat("a")), "b": seed(cat("b")), "d": seed(cat("d"))})
+    chances = {g.chance for g in r.groups}
+    g = _group(part, {"pooled": f"{len(r.groups)} conditions"}, r, r.metric,
+               chances.pop() if len(chances) == 1 else None)
+    if g.why and any(not x.why for x in r.groups):
+        g.why = ""  # some condition can be tested: the pooled effect can too
+    if all(x.why for x in r.groups):
+        g.why = "; ".join(sorted({x.why for x in r.groups}))
+    return g
+
+
+def _depends(r: RuleResult) -> Optional[str]:
+    """Evidence that conditions differ: the strongest condition where the part holds against
+    the weakest where it does not; their difference of effects (paired by seed) must have an
+    interval that excludes 0."""
+    held, other = r.held, [g for g in r.groups if g.outcome != HOLDS and not g.why]
+    if not held or not other:
+        return None
+    top = max(held, key=lambda g: g.mean)
+    low = min(other, key=lambda g: g.mean)
+    if r.rate:
+        lo = top.ci_low - low.ci_high
+        diff = top.mean - low.mean
+        if lo <= 0:
+            return None
+        return f"{top.label} vs {low.label}: effects differ by {fmt(diff)} (> 0 by their intervals)"
+    d = pd.concat({"top": top.d.groupby(level="seed").mean(),
+                   "low": low.d.groupby(level="seed").mean()}, axis=1).dropna()
+    diff = d["top"] - d["low"]
+    lo, hi = stats.mean_interval(diff.to_numpy())
+    if not (lo > 0 or hi < 0):
+        return None
+    return (f"{top.label} vs {low.label}: effects differ by {fmt(float(diff.mean()))} "
+            f"[{fmt(lo)}, {fmt(hi)}]")
+
+
+def _part_word(r: RuleResult) -> Tuple[str, str]:
     groups = r.groups
     if not groups:
-        return INCONCLUSIVE, "no paired runs to compare"
-    by = {o: [g for g in groups if g.outcome == o] for o in (HOLDS, OPPOSITE, NO_EFFECT,
-                                                             UNDECIDED)}
-    where = lambda gs: "; ".join(g.label for g in gs)  # noqa: E731
-    if len(by[HOLDS]) == len(groups):
-        return REPRODUCED, "holds in every condition" if len(groups) > 1 else "holds"
-    if not by[HOLDS] and by[OPPOSITE]:
-        return CONTRADICTED, f"the opposite holds ({where(by[OPPOSITE])})"
-    if len(by[NO_EFFECT]) == len(groups):
-        return NOT_REPRODUCED, "no condition shows the claimed effect"
-    if by[HOLDS]:
-        shown = [f"no effect when {where(by[NO_EFFECT])}"] if by[NO_EFFECT] else []
-        shown += [f"the opposite when {where(by[OPPOSITE])}"] if by[OPPOSITE] else []
-        shown += [f"undecided when {where(by[UNDECIDED])}"] if by[UNDECIDED] else []
-        return DEPENDS, f"holds when {where(by[HOLDS])}; " + "; ".join(shown)
-    return INCONCLUSIVE, f"undecided when {where(by[UNDECIDED])}"
+        return NOT_RUN, "no paired runs to compare"
+    if all(g.outcome == HOLDS for g in groups):
+        r.rests_on = max(groups, key=lambda g: g.mean) if r.claim == "worse" else \
+            max(groups, key=lambda g: g.ci_high)
+        return REPRODUCED, ("holds in every condition" if len(groups) > 1 else "holds")
+    differ = _depends(r)
+    if differ:
+        r.rests_on = max(r.held, key=lambda g: g.mean)
+        return DEPENDS, (f"holds in {summarise([g.label for g in r.held])}, not in "
+                         f"{summarise([g.label for g in groups if g.outcome != HOLDS])}; "
+                         f"{differ}")
+    g = r.pooled or groups[0]
+    r.rests_on = g
+    where = "pooled over its conditions: " if r.pooled is not None else ""
+    if g.outcome == HOLDS:
+        return REPRODUCED, f"{where}holds"
+    if g.outcome in (NO_EFFECT, SMALLER):
+        text = ("no effect (the interval lies within ±margin)" if g.outcome == NO_EFFECT
+                else f"a real effect, smaller than the margin {fmt(r.margin)}")
+        return NOT_REPRODUCED, where + text
+    if g.outcome == OPPOSITE:
+        return CONTRADICTED, f"{where}the opposite holds"
+    if g.outcome == NOT_TESTABLE:
+        return INCONCLUSIVE, f"{where}not testable: {g.why}"
+    return INCONCLUSIVE, f"{where}undecided"
+
+
+def claim_word(parts: List[RuleResult]) -> Tuple[str, str]:
+    """The claim's word from its parts' words, and which parts failed."""
+    run = [r for r in parts if r.word != NOT_RUN]
+    if not run:
+        return INCONCLUSIVE, "no part could be compared"
+    words = {r.word for r in run}
+    failed = [r for r in run if r.word not in (REPRODUCED, DEPENDS)]
+    named = "; ".join(f"{r.name}: {r.word}" for r in failed)
+    if words == {REPRODUCED}:
+        return REPRODUCED, "every part reproduced"
+    if not failed:
+        return DEPENDS, "every part holds, some only in some conditions"
+    if len(failed) < len(run):
+        return PARTLY, f"not reproduced: {named}"
+    if CONTRADICTED in words:
+        return CONTRADICTED, named
+    if words == {NOT_REPRODUCED}:
+        return NOT_REPRODUCED, named
+    return INCONCLUSIVE, named
+
+
+def summarise(labels: List[str], limit: int = 3) -> str:
+    """A list of conditions, cut to ``limit`` with a count ("3 of 6 conditions: ...")."""
+    if len(labels) <= limit:
+        return "; ".join(labels)
+    return f"{len(labels)} conditions ({'; '.join(labels[:limit])}; ...)"
+
+
+def fmt(v: Any) -> str:
+    """3 significant digits, no exponent: ``<0.001`` for tiny magnitudes."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return str(v)
+    if not isinstance(v, (float, np.floating)):
+        return str(v)
+    if not math.isfinite(v):
+        return "inf" if v == math.inf else ("-inf" if v == -math.inf else "n/a")
+    if v == 0:
+        return "0"
+    if abs(v) < 1e-3:
+        return "<0.001" if v > 0 else ">-0.001"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    digits = max(0, 2 - int(math.floor(math.log10(abs(v)))))
+    return f"{v:.{digits}f}"

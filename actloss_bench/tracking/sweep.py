@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from actloss_bench.engine import protocol
 from actloss_bench.tracking import store
-from actloss_bench.ops.ui import key_metrics, write_runs_view
+from actloss_bench.tracking.view import key_metrics, write_runs_view
 
 SWEEP_FILE = "actloss_sweep.json"
 ENV_SWEEP_FILE = "ACTLOSS_SWEEP_FILE"

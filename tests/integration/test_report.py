@@ -5,12 +5,13 @@ import csv
 
 import pytest
 
-from actloss_bench.cli.report import experiment_names
-from actloss_bench.report.verdict import VERDICTS
+from actloss_bench.config.paths import experiment_names
+from actloss_bench.report.verdict import WORDS
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
-TINY = ["trainer.epochs=2", "task.n_samples=200", "model.width=8", "seeds=3",
+TINY = ["trainer.epochs=2", "task.n_samples=200", "model.width=8", "seeds=3", "tune.seeds=1",
+        "tune.max_extensions=0",
         "tune.lr_factors=[1.0,10.0]"]  # two learning rates: still a tuned and a default view
 
 
@@ -32,10 +33,10 @@ def test_index_lists_every_claim_with_a_computed_verdict(tiny_results):
     index = (out / "README.md").read_text()
     for name in names:
         assert f"[{name}]({name}/README.md)" in index
-    verdicts = [line.split(": ", 1)[1].split(" — ")[0] for line in stdout.splitlines()
-                if line.split(":")[0] in names]
-    assert len(verdicts) == len(names)
-    assert set(verdicts) <= set(VERDICTS)
+    words = [line.split(": ", 1)[1].split(" (")[0] for line in stdout.splitlines()
+             if line.split(":")[0] in names]
+    assert len(words) == len(names)
+    assert set(words) <= set(WORDS)
 
 
 def test_each_page_has_claim_evidence_table_and_figures(tiny_results):
@@ -43,10 +44,12 @@ def test_each_page_has_claim_evidence_table_and_figures(tiny_results):
     for name in names:
         page = (out / name / "README.md").read_text()
         first = page.splitlines()[2]  # the plain sentence, right under the title
-        assert first.startswith("**") and "over 3 seeds" in first, first
-        assert page.splitlines()[4].startswith("![")  # then the headline figure
-        assert "## Verdict" in page and "## Evidence (tuned)" in page and "| rule |" in page
-        assert "Decision rule:" in page
+        assert first.startswith("**") and "parts hold" in first and "over 3 seeds" in first, \
+            first
+        assert "## Parts" in page and "## Evidence (tuned)" in page and "| part |" in page
+        assert "## Decision rule" in page and "| metric family | margin |" in page
+        figure = page.index("![")
+        assert figure < page.index("## Evidence")  # the headline figure before the evidence
         assert (out / name / "effect.png").stat().st_size > 1000
         with open(out / name / "summary.csv") as f:
             rows = list(csv.DictReader(f))

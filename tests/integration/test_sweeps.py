@@ -111,7 +111,10 @@ def test_a_population_logs_its_cell_and_each_seed_as_its_one_seed_run(tmp_path, 
     cell = roles["cell"][0]
     assert {a.path for a in client.list_artifacts(cell.info.run_id)} >= {
         "config.yaml", "population.csv", "histories.csv", "predictions.csv"}
-    assert [m.step for m in client.get_metric_history(cell.info.run_id, "val/loss")] == [1, 2, 3]
+    # The seed-mean curve and its band (mean -+ sd over seeds), for MLflow's charts
+    for suffix in ("mean", "lo", "hi"):
+        assert [m.step for m in client.get_metric_history(cell.info.run_id,
+                                                          f"val/loss_{suffix}")] == [1, 2, 3]
     _, alone = _runs(store, "alone")
     alone = {r.data.params["seed"]: r for r in _by_role(alone)["model"]}
     together = {r.data.params["seed"]: r for r in roles["model"]
@@ -127,22 +130,34 @@ def test_a_population_logs_its_cell_and_each_seed_as_its_one_seed_run(tmp_path, 
             assert run.data.metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
 
 
-def test_a_learning_rate_grid_selects_on_validation_and_logs_the_selected_seeds(tmp_path,
-                                                                               store, small):
-    proc = run_cli("actloss-bench", "-m", "seeds=2", "tune.lr_factors=[0.1,10]", *small,
-                   f"tracking.uri={store}", f"hydra.sweep.dir={tmp_path}/a")
+def test_the_lr_is_chosen_on_tuning_seeds_and_evaluated_on_others(tmp_path, store, small):
+    """The grid trains on tuning seeds (100000...), grows past an edge choice, and only the
+    evaluation seeds (0, 1) are trained at the chosen and the default lr and logged."""
+    import pandas as pd
+
+    from actloss_bench.engine.protocol import select_lr
+
+    proc = run_cli("actloss-bench", "-m", "seeds=2", "tune.seeds=2", "tune.lr_factors=[0.1,10]",
+                   "tune.max_extensions=1", *small, f"tracking.uri={store}",
+                   f"hydra.sweep.dir={tmp_path}/a")
     client, runs = _runs(store)
     roles = _by_role(runs)
     (cell,) = roles["cell"]
     lr = float(cell.data.tags["selected_lr"])
-    assert lr in (1e-4, 1e-2) and f"lr {lr:g} selected on val/balanced_accuracy" in proc.stdout
+    assert f"lr {lr:g} chosen on val/balanced_accuracy" in proc.stdout
+    frame = pd.read_csv(client.download_artifacts(cell.info.run_id, "population.csv",
+                                                  str(tmp_path)))
+    tune, evaluation = frame[frame["role"] == "tune"], frame[frame["role"] == "eval"]
+    assert set(tune["seed"]) == {100000, 100001} and set(evaluation["seed"]) == {0, 1}
+    assert {1e-4, 1e-2} <= set(tune["lr"]) and len(set(tune["lr"])) in (2, 3)
+    grid = sorted(tune["lr"].unique())
+    assert cell.data.tags["lr_grid"] == ",".join(f"{x:g}" for x in grid)
+    assert select_lr(tune, "val/balanced_accuracy") == lr  # the choice never saw a test metric
+    assert set(evaluation["lr"]) == {lr, 1e-3}  # the chosen and the default lr
+    assert frame.loc[frame["selected"], "lr"].unique().tolist() == [lr]
+    assert set(frame.loc[frame["selected"], "seed"]) == {0, 1}
     assert sorted(r.data.params["optimizer.lr"] for r in roles["model"]) == [str(lr)] * 2
     assert all(r.data.params["tune.lr_factors"] == "None" for r in roles["model"])
-    table = client.download_artifacts(cell.info.run_id, "population.csv", str(tmp_path))
-    import pandas as pd
-    frame = pd.read_csv(table)
-    assert sorted(frame["lr"].unique()) == [1e-4, 1e-2] and len(frame) == 4
-    assert frame.loc[frame["selected"], "lr"].unique().tolist() == [lr]
 
 
 def test_rerun_of_a_population_sweep_skips_finished_cells(tmp_path, store, small):

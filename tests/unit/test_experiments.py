@@ -4,10 +4,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from actloss_bench.config.paths import CONF_DIR, EXPERIMENTS_DIR
+from actloss_bench.config.paths import CONF_DIR, EXPERIMENTS_DIR, experiment_names
 from actloss_bench.config.schema import apply_arm, register_schema, validate
+from actloss_bench.report.verdict import rule_margin
 
-NAMES = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+NAMES = experiment_names()
 REQUIRED = {"mse_collapse", "sigmoid_vanishing", "dying_relu", "numerical_instability",
             "softmax_before_ce", "outliers_regression", "imbalanced_weighting",
             "no_nonlinearity", "weight_decay_calibration", "init_mismatch", "mae_oscillation",
@@ -68,3 +69,10 @@ def test_verdict_rules_name_swept_values(name):
                         assert str(value) in sweep[key], f"{name}: {key}={value} never swept"
         for key in rule.get("condition") or []:
             assert key in sweep, f"{name}: condition {key} is not a sweep axis"
+        for control in rule.get("controls") or []:
+            assert control.get("expect", "absent") in ("absent", "present") and control["why"]
+            for key, value in control.items():
+                if key not in ("expect", "why"):
+                    assert key in (rule.get("condition") or []), f"{name}: control on {key}"
+                    assert str(value) in sweep[key], f"{name}: control {key}={value} never swept"
+        rule_margin(rule)  # a margin from its family, or the claim's own number with its reason

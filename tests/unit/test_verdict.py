@@ -1,244 +1,204 @@
-"""The verdict logic on synthetic model tables, one per outcome, and its statistics against
-scipy and hand-computed cases."""
-
-import math
+"""The verdict logic on synthetic model tables, each with a known answer: identical arms, an
+effect below the margin, one above it, a control that fails, a rate against a constant, paired
+rates, a diverged arm (the 9-of-10 case too), depends only with evidence, words per part."""
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 from actloss_bench.engine.protocol import select_lr
 from actloss_bench.report.verdict import (CONTRADICTED, DEPENDS, HOLDS, INCONCLUSIVE, NO_EFFECT,
-                                          NOT_REPRODUCED, OPPOSITE, REPRODUCED, bootstrap_ci,
-                                          decide, evaluate_rule, holm, share_worse, sign_flip_p,
-                                          wilson)
+                                          NOT_REPRODUCED, NOT_TESTABLE, OPPOSITE, PARTLY,
+                                          REPRODUCED, SMALLER, UNDECIDED, claim_word, decide, evaluate_rule,
+                                          fmt, margin_family, rule_margin, summarise)
 
 
-def table(effects, noise=0.01, seeds=10, status=None):
-    """Models of cells act=bad/good per condition 'depth', accuracy(bad) = good - effect."""
+def table(effects, noise=0.01, seeds=10, n_classes=2, base=0.9):
+    """Models of cells act=bad/good per condition 'model.depth', accuracy(bad) = good - effect."""
     rng = np.random.default_rng(0)
     rows = []
     for depth, effect in effects.items():
+        effect, spread = effect if isinstance(effect, tuple) else (effect, noise)
         for seed in range(seeds):
-            base = 0.9 + rng.normal(0, noise)
-            rows.append({"activation": "good", "model.depth": str(depth), "seed": seed,
-                         "status": "ok", "test/accuracy": base})
-            rows.append({"activation": "bad", "model.depth": str(depth), "seed": seed,
-                         "status": "ok", "test/accuracy": base - effect + rng.normal(0, noise)})
+            good = base + rng.normal(0, noise)
+            common = {"model.depth": str(depth), "seed": seed, "status": "ok",
+                      "task.n_classes": str(n_classes)}
+            rows.append({**common, "activation": "good", "test/accuracy": good})
+            rows.append({**common, "activation": "bad",
+                         "test/accuracy": good - effect + rng.normal(0, spread)})
     return pd.DataFrame(rows)
 
 
-RULE = {"metric": "test/accuracy", "claim": "worse", "a": {"activation": "bad"},
-        "b": {"activation": "good"}, "margin": 0.05, "condition": ["model.depth"]}
+RULE = {"name": "bad is worse", "metric": "test/accuracy", "claim": "worse",
+        "a": {"activation": "bad"}, "b": {"activation": "good"}, "condition": ["model.depth"]}
 
 
-def verdict(frame, *rules):
+def parts(frame, *rules):
     results = [evaluate_rule(frame, r) for r in rules or [RULE]]
-    decide(results)
-    return results[0] if len(results) == 1 else results
+    word = decide(results)
+    return results, word
 
 
-def test_reproduced_everywhere():
-    r = verdict(table({2: 0.2, 8: 0.3}))
-    assert r.verdict == REPRODUCED
+def test_identical_arms_show_no_effect_with_equivalence():
+    frame = table({2: 0.0, 8: 0.0}, noise=0.001)
+    (r,), word = parts(frame)
+    assert {g.outcome for g in r.groups} == {NO_EFFECT}
+    assert r.word == NOT_REPRODUCED and word == NOT_REPRODUCED
+
+
+def test_an_effect_below_the_margin_is_smaller_than_claimed_never_no_effect():
+    # margin 0.02 (score family); a clear, significant effect of 0.01
+    (r,), word = parts(table({2: 0.01, 8: 0.01}, noise=0.002))
+    assert {g.outcome for g in r.groups} == {SMALLER}
+    assert all(g.p_holm < 0.05 for g in r.groups)
+    assert r.word == NOT_REPRODUCED and "smaller than the margin" in r.explanation
+
+
+def test_an_effect_above_the_margin_holds_everywhere():
+    (r,), word = parts(table({2: 0.2, 8: 0.3}))
     assert [g.outcome for g in r.groups] == [HOLDS, HOLDS]
     assert r.groups[0].mean == pytest.approx(0.2, abs=0.01)
-    assert r.groups[0].p_worse == 1.0 and r.groups[0].n == 10
+    assert word == REPRODUCED and r.rests_on is r.groups[1]
 
 
-def test_not_reproduced_when_every_condition_shows_no_effect():
-    r = verdict(table({2: 0.0, 8: 0.01}))
-    assert r.verdict == NOT_REPRODUCED and {g.outcome for g in r.groups} == {NO_EFFECT}
+def test_the_opposite_uses_the_same_corrected_test():
+    (r,), word = parts(table({2: -0.2, 8: -0.2}))
+    assert {g.outcome for g in r.groups} == {OPPOSITE} and word == CONTRADICTED
 
 
-def test_contradicted_when_the_opposite_holds():
-    r = verdict(table({2: -0.2, 8: 0.0}))
-    assert r.verdict == CONTRADICTED and r.groups[0].outcome == OPPOSITE
-    assert "model.depth=2" in r.explanation
+def test_depends_needs_an_interval_on_the_difference_that_excludes_zero():
+    (r,), word = parts(table({2: 0.3, 8: 0.0}))
+    assert [g.outcome for g in r.groups] == [HOLDS, NO_EFFECT]
+    assert r.word == DEPENDS and "differ by" in r.explanation
 
 
-def test_depends_names_the_condition():
-    r = verdict(table({2: 0.0, 8: 0.3}))
-    assert r.verdict == DEPENDS and r.explanation.startswith("holds when model.depth=8")
+def test_without_evidence_that_conditions_differ_the_pooled_effect_decides():
+    # a tight 0.05 holds; a noisy 0.04 is undecided: no evidence the two differ -> pooled
+    frame = table({2: 0.05, 8: (0.04, 0.06)}, noise=0.005)
+    (r,), word = parts(frame)
+    assert [g.outcome for g in r.groups] == [HOLDS, UNDECIDED]
+    assert r.word != DEPENDS and r.pooled is not None
+    assert r.explanation.startswith("pooled over its conditions")
 
 
-def test_depends_when_one_condition_holds_and_another_is_undecided():
-    frame = table({2: 0.0, 8: 0.3})
-    bad2 = (frame["activation"] == "bad") & (frame["model.depth"] == "2")
-    # depth 2: a mean effect at the margin, but half the seeds one way, half the other
-    frame.loc[bad2, "test/accuracy"] = 0.9 - np.tile([0.25, -0.15], 5)
-    r = verdict(frame)
-    outcomes = {g.label: g.outcome for g in r.groups}
-    assert outcomes["model.depth=8"] == HOLDS and outcomes["model.depth=2"] != HOLDS
-    assert r.verdict == DEPENDS and "holds when model.depth=8" in r.explanation
+def test_a_control_never_decides_and_a_failed_control_is_a_warning():
+    rule = {**RULE, "controls": [{"model.depth": 2, "expect": "absent",
+                                  "why": "shallow nets do not show it"}]}
+    (r,), word = parts(table({2: 0.2, 8: 0.2}), rule)
+    assert [g.label for g in r.groups] == ["model.depth=8"]
+    assert r.controls[0].control_failed and r.warnings
+    assert word == REPRODUCED  # the in-scope condition alone decides
+    (ok,), _ = parts(table({2: 0.0, 8: 0.2}), rule)
+    assert not ok.warnings and ok.word == REPRODUCED
 
 
-def test_inconclusive_when_the_data_cannot_decide():
-    """Effect at the margin with noise as large as the effect: neither held nor excluded."""
-    r = verdict(table({2: 0.06, 8: 0.06}, noise=0.08, seeds=4))
-    assert r.verdict == INCONCLUSIVE
-    assert r.groups[0].ci_low < r.margin < r.groups[0].ci_high
-
-
-def test_an_effect_below_the_margin_never_reproduces_even_if_significant():
-    r = verdict(table({2: 0.03}, noise=0.001))
-    assert r.groups[0].p_holm < 0.05 and r.groups[0].outcome == NO_EFFECT
-
-
-def test_a_diverged_model_scores_the_worst_value_and_is_not_dropped():
-    frame = table({2: 0.0}, noise=0.001)
-    bad = frame.index[(frame["activation"] == "bad")][:6]
-    frame.loc[bad, "status"] = "diverged"
-    frame.loc[bad, "test/accuracy"] = np.nan
-    r = verdict(frame)
-    assert r.groups[0].n == 10  # every seed is paired, the diverged ones too
-    assert r.groups[0].mean > 0  # and they count against the arm
-    assert r.groups[0].a_mean == pytest.approx(frame["test/accuracy"].min() * 0.6
-                                               + 0.9 * 0.4, abs=0.01)
-
-
-def test_holm_corrects_across_every_condition_of_every_rule():
-    frame = table({d: 0.06 for d in range(12)}, noise=0.01, seeds=10)
-    alone = verdict(frame, {**RULE, "condition": []})
-    many = verdict(frame)
-    assert alone.groups[0].p_holm == alone.groups[0].p_value
-    for g in many.groups:
-        assert g.p_holm == pytest.approx(min(1.0, 12 * g.p_value)) or g.p_holm >= g.p_value
-
-
-def test_holm_against_the_textbook_procedure():
-    p = [0.01, 0.04, 0.03, 0.005]
-    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> monotone: 0.06
-    assert holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert math.isnan(holm([float("nan"), 0.01])[0])
-
-
-def test_sign_flip_p_is_exact_for_small_samples():
-    d = np.array([0.1, 0.2, 0.3, 0.4])
-    assert sign_flip_p(d, "greater") == pytest.approx(1 / 16)
-    ref = stats.permutation_test((d,), np.mean, permutation_type="samples",
-                                 alternative="two-sided").pvalue
-    assert sign_flip_p(d, "two-sided") == pytest.approx(ref)
-    assert sign_flip_p(np.zeros(5), "greater") == 1.0
-
-
-def test_bootstrap_interval_against_scipy_and_degenerate_samples():
-    x = np.random.default_rng(1).normal(size=20)
-    low, high = bootstrap_ci(x, np.mean)
-    ref = stats.bootstrap((x,), np.mean, method="percentile", n_resamples=10_000,
-                          random_state=np.random.default_rng(0)).confidence_interval
-    assert (low, high) == pytest.approx((ref.low, ref.high))
-    assert bootstrap_ci(np.full(5, 0.3), np.mean) == (0.3, 0.3)
-
-
-def test_share_worse_counts_ties_half():
-    assert share_worse(np.array([1.0, -1.0, 0.0, 2.0])) == pytest.approx(0.625)
-
-
-def test_wilson_interval_stays_in_unit_range_and_matches_the_formula():
-    low, high = wilson(0, 10)
-    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)  # hand-computed
-    low, high = wilson(10, 10)
-    assert high == pytest.approx(1.0) and low == pytest.approx(1 - 0.2775, abs=1e-4)
-    low, high = wilson(3, 10)
-    assert (low, high) == pytest.approx((0.1078, 0.6032), abs=1e-4)
-
-
-def test_a_rate_against_a_constant_uses_the_wilson_interval():
-    frame = table({2: 0.0})
-    frame["collapsed"] = 0.0
-    rule = {"metric": "collapsed", "claim": "worse", "higher_is_better": False,
-            "a": {"activation": "bad"}, "b_value": 0.0, "margin": 0.5}
-    r = verdict(frame, rule)
-    assert (r.groups[0].ci_low, r.groups[0].ci_high) == pytest.approx((0.0, 0.2775), abs=1e-4)
-    assert r.verdict == NOT_REPRODUCED
-
-
-def test_lower_is_better_metrics_flip_the_sign():
-    frame = table({2: 0.2})
-    frame["test/ece"] = 1 - frame["test/accuracy"]
-    r = verdict(frame, {**RULE, "metric": "test/ece", "higher_is_better": False})
-    assert r.verdict == REPRODUCED and r.groups[0].mean == pytest.approx(0.2, abs=0.01)
-
-
-def test_equivalence_with_b_value_and_b_metric():
-    frame = table({2: 0.0}, noise=0.001)
-    frame["test/other"] = frame["test/accuracy"] + 0.001
-    eq = {"metric": "test/accuracy", "claim": "equivalent", "a": {"activation": "bad"},
-          "b_metric": "test/other", "margin": 0.02}
-    assert verdict(frame, eq).verdict == REPRODUCED
-    far = {**eq, "b_metric": None, "b_value": 0.5}
-    del far["b_metric"]
-    assert verdict(frame, far).verdict == CONTRADICTED
-
-
-def test_missing_metric_gives_no_pairs_and_an_inconclusive_rule():
-    r = verdict(table({2: 0.2}), {**RULE, "metric": "test/nothing"})
-    assert r.groups == [] and r.verdict == INCONCLUSIVE
-
-
-def test_selection_looks_at_validation_only():
-    """The test split would pick lr 0.1; validation picks 0.01, and selection gets no test
-    column at all. A diverged model scores the worst validation value."""
+def rate_table(bad_events, good_events, seeds=20, status=None):
     rows = []
-    for seed in range(3):
-        rows += [{"lr": 0.01, "seed": seed, "status": "ok", "val/accuracy": 0.9,
-                  "test/accuracy": 0.7},
-                 {"lr": 0.1, "seed": seed, "status": "ok", "val/accuracy": 0.85,
-                  "test/accuracy": 0.95},
-                 {"lr": 1.0, "seed": seed, "status": "diverged" if seed else "ok",
-                  "val/accuracy": float("nan") if seed else 0.99, "test/accuracy": 0.99}]
-    frame = pd.DataFrame(rows)
-    assert select_lr(frame[["lr", "status", "val/accuracy"]], "val/accuracy") == 0.01
-    losses = frame.assign(**{"val/loss": 1 - frame["val/accuracy"]})
-    assert select_lr(losses[["lr", "status", "val/loss"]], "val/loss") == 0.01
-
-
-def ranking_table(scores, seeds=10, noise=0.005):
-    """Models of choices arm=<name> per activation: balanced accuracy = score + noise."""
-    rng = np.random.default_rng(1)
-    rows = []
-    for activation, by_arm in scores.items():
-        for seed in range(seeds):
-            shared = rng.normal(0, noise)
-            for arm, score in by_arm.items():
-                rows.append({"arm": arm, "activation": activation, "seed": seed,
-                             "status": "ok",
-                             "test/balanced_accuracy": score + shared + rng.normal(0, noise)})
+    for seed in range(seeds):
+        for arm, k in (("bad", bad_events), ("good", good_events)):
+            rows.append({"arm": arm, "seed": seed, "status": "ok",
+                         "collapsed": float(seed < k)})
     return pd.DataFrame(rows)
 
 
-BEST = {"metric": "test/balanced_accuracy", "claim": "best", "over": "arm",
-        "a": [{"arm": "rec"}, {"arm": "rec2"}], "margin": 0.01, "condition": ["activation"]}
+RATE_RULE = {"name": "bad collapses", "metric": "collapsed", "higher_is_better": False,
+             "claim": "worse", "a": {"arm": "bad"}, "b_value": 0.0}
 
 
-def test_best_holds_when_a_recommendation_ranks_first_or_tied():
-    r = verdict(ranking_table({"relu": {"rec": 0.90, "rec2": 0.70, "other": 0.80},
-                               "tanh": {"rec": 0.80, "rec2": 0.85, "other": 0.85}}), BEST)
-    assert r.verdict == REPRODUCED and [g.outcome for g in r.groups] == [HOLDS, HOLDS]
-    relu = r.groups[0]
-    assert relu.note == "arm=rec vs arm=other"  # the best recommended vs the best other
-    assert relu.mean == pytest.approx(-0.10, abs=0.01)  # the recommendation is better
-    assert r.groups[1].note.startswith("arm=rec2 vs arm=other")
+def test_a_rate_against_a_constant_uses_the_exact_binomial_test():
+    (r,), _ = parts(rate_table(6, 0), RATE_RULE)
+    g = r.groups[0]
+    assert g.test == "exact binomial" and g.mean == pytest.approx(0.3)
+    assert g.outcome == HOLDS  # 6 of 20 >= the rate margin 0.2, and any event rejects rate 0
+    (r,), _ = parts(rate_table(3, 0), RATE_RULE)
+    assert r.groups[0].outcome == SMALLER  # 3 of 20: real, below the margin
+    (r,), _ = parts(rate_table(0, 0), RATE_RULE)
+    assert r.groups[0].outcome == NO_EFFECT  # Clopper-Pearson upper 0.168 < 0.2
+    (r,), _ = parts(rate_table(0, 0, seeds=10), RATE_RULE)
+    assert r.groups[0].outcome not in (HOLDS, NO_EFFECT)  # upper 0.31: too few seeds to say
 
 
-def test_best_shows_the_opposite_when_another_choice_is_clearly_better():
-    r = verdict(ranking_table({"relu": {"rec": 0.70, "rec2": 0.60, "other": 0.90, "x": 0.5}}),
-                BEST)
-    assert r.verdict == CONTRADICTED and r.groups[0].outcome == OPPOSITE
-    assert r.groups[0].mean == pytest.approx(0.20, abs=0.01)
+def test_paired_rates_use_mcnemar_and_no_events_is_not_testable():
+    rule = {**RATE_RULE, "b": {"arm": "good"}}
+    del rule["b_value"]
+    (r,), _ = parts(rate_table(12, 0), rule)
+    assert r.groups[0].test == "exact McNemar" and r.groups[0].outcome == HOLDS
+    (r,), word = parts(rate_table(0, 0), rule)
+    assert r.groups[0].outcome == NOT_TESTABLE and "no events" in r.groups[0].why
+    assert word == INCONCLUSIVE
 
 
-def test_primary_all_combines_every_rules_conditions():
-    from actloss_bench.report.verdict import combined
+def test_both_arms_at_chance_are_not_testable():
+    (r,), _ = parts(table({2: 0.0}, base=0.505))
+    assert r.groups[0].outcome == NOT_TESTABLE and "chance" in r.groups[0].why
 
-    frame = ranking_table({"relu": {"rec": 0.90, "rec2": 0.70, "other": 0.80},
-                           "tanh": {"rec": 0.60, "rec2": 0.60, "other": 0.90}})
-    results = [evaluate_rule(frame, {**BEST, "where": {"activation": a}, "name": a})
-               for a in ("relu", "tanh")]
-    decide(results)
-    assert [r.verdict for r in results] == [REPRODUCED, CONTRADICTED]
-    everything = combined(results, "every rule")
-    assert everything.verdict == DEPENDS
-    assert [g.label for g in everything.held] == ["rule=relu, activation=relu"]
+
+def test_a_diverged_model_scores_the_worst_value_of_both_arms():
+    # 9 of 10 'bad' models diverge, the tenth beats 'good': bad must still lose
+    frame = table({2: -0.05})
+    bad = frame["activation"] == "bad"
+    dead = bad & (frame["seed"] < 9)
+    frame.loc[dead, "status"] = "diverged"
+    frame.loc[dead, "test/accuracy"] = np.nan
+    (r,), word = parts(frame)
+    g = r.groups[0]
+    assert g.n == 10 and g.mean > 0.0 and g.p_worse >= 0.8  # ties count half
+
+
+def test_a_fully_diverged_arm_is_counted_not_dropped():
+    frame = table({2: 0.0})
+    bad = frame["activation"] == "bad"
+    frame.loc[bad, "status"] = "diverged"
+    frame.loc[bad, "test/accuracy"] = np.nan
+    (r,), _ = parts(frame)
+    assert r.groups[0].n == 10 and r.groups[0].mean > 0
+
+
+def test_a_claim_is_judged_by_every_part():
+    frame = table({2: 0.2, 8: 0.2})
+    other = {**RULE, "name": "bad is better", "a": {"activation": "good"},
+             "b": {"activation": "bad"}}
+    results, word = parts(frame, RULE, other)
+    assert [r.word for r in results] == [REPRODUCED, CONTRADICTED]
+    assert word == PARTLY and "bad is better" in claim_word(results)[1]
+
+
+def test_equivalence_holds_within_the_margin():
+    rule = {**RULE, "claim": "equivalent"}
+    (r,), word = parts(table({2: 0.0, 8: 0.0}, noise=0.001), rule)
+    assert word == REPRODUCED
+
+
+def test_best_claim_holds_when_the_recommendation_is_tied_with_the_best():
+    rows = []
+    for seed in range(10):
+        for arm, acc in (("rec", 0.90), ("other", 0.905), ("poor", 0.7)):
+            rows.append({"arm": arm, "seed": seed, "status": "ok", "task": "binary",
+                         "test/balanced_accuracy": acc + 0.001 * seed})
+    rule = {"name": "rec is best", "metric": "test/balanced_accuracy", "claim": "best",
+            "a": [{"arm": "rec"}], "over": "arm", "condition": ["task"]}
+    (r,), word = parts(pd.DataFrame(rows), rule)
+    assert r.groups[0].note == "arm=rec vs arm=other" and word == REPRODUCED
+
+
+def test_margins_come_from_one_table_and_an_override_must_say_why():
+    assert rule_margin(RULE)[0] == 0.02 and "score" in margin_family("test/accuracy")
+    assert rule_margin(RATE_RULE)[0] == 0.2
+    with pytest.raises(ValueError, match="margin_why"):
+        rule_margin({**RULE, "margin": 0.1})
+    assert rule_margin({**RULE, "margin": 0.1, "margin_why": "the claim says 10 points"})[0] \
+        == 0.1
+
+
+def test_numbers_are_formatted_to_three_significant_digits():
+    assert [fmt(x) for x in (0.0123456, 1.64e-4, -1.64e-4, 12.345, 0.5, 0.0)] == \
+        ["0.0123", "<0.001", ">-0.001", "12.3", "0.500", "0"]
+    assert summarise(["a", "b", "c", "d"]) == "4 conditions (a; b; c; ...)"
+
+
+def test_select_lr_picks_the_best_mean_and_counts_divergence_as_worst():
+    t = pd.DataFrame({"lr": [0.1, 0.1, 1.0, 1.0], "status": ["ok", "ok", "ok", "diverged"],
+                      "val/accuracy": [0.8, 0.7, 0.99, np.nan]})
+    assert select_lr(t, "val/accuracy") == 1.0  # (0.99 + worst 0.7) / 2 > 0.75
+    t["val/accuracy"] = [0.8, 0.8, 0.6, np.nan]
+    assert select_lr(t, "val/accuracy") == 0.1
