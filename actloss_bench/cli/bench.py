@@ -61,6 +61,7 @@ def run_job(cfg: DictConfig) -> Optional[float]:
     if cfg.claim.name and not is_multirun():
         raise ConfigError(f"experiment={cfg.claim.name} is a sweep of its arms and conditions; "
                           f"add -m: actloss-bench -m experiment={cfg.claim.name}")
+    check_device(cfg)
     check_fits(cfg)
     signals = JobSignals()
     with signals.installed():
@@ -68,6 +69,16 @@ def run_job(cfg: DictConfig) -> Optional[float]:
         if protocol.is_tuned(cfg) or cfg.seeds > 1:
             return _population(job, signals)
         return _one_model(job, signals)
+
+
+def check_device(cfg: DictConfig) -> None:
+    """A CUDA request without CUDA is refused before anything is logged or trained."""
+    if cfg.trainer.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("trainer.device=cuda is not available: this torch sees no CUDA "
+                              "device; use trainer.device=auto or trainer.device=cpu")
 
 
 def _skipped_before(job: Job, run) -> bool:

@@ -121,7 +121,8 @@ def main(argv=None) -> None:
                 log = open(logs / f"{name}.log", "w")
                 (logs / f"{name}.jobs.jsonl").unlink(missing_ok=True)
                 experiment, overrides = sweeps[name]
-                env = {**os.environ, ENV_JOB_SUMMARY: str(logs / f"{name}.jobs.jsonl")}
+                env = {**os.environ, ENV_JOB_SUMMARY: str(logs / f"{name}.jobs.jsonl"),
+                       **({"MLFLOW_LOGGING_LEVEL": "INFO"} if args.verbose else {})}
                 proc = subprocess.Popen(
                     [exe, "-m", f"experiment={experiment}", f"profile={args.profile}",
                      f"seed={args.seed}", f"tracking.uri={uri}", *overrides, *args.extra],

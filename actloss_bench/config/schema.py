@@ -112,10 +112,11 @@ class TrackingConfig:
     log_plots: bool = False
     # Buffered epoch metrics are sent at most every this many seconds, and at the end.
     flush_every_s: float = 2.0
-    # Log a model run's per-epoch metrics every N-th epoch (and the last); 1: every epoch;
-    # 0: final values only (a population's cell run keeps every model's history in
-    # histories.csv and logs the seed-mean curves).
-    log_every: int = 1
+    # Log a model run's per-epoch metrics every N-th epoch (and the last); null (auto): about
+    # 25 points per curve, max(1, epochs // 25); 1: every epoch; 0: final values only. A
+    # population's cell run keeps every model's every epoch in histories.csv either way. A
+    # single run also evaluates the validation split only at these epochs (and the last).
+    log_every: Optional[int] = None
     # Skip a job whose identical config already finished in this experiment (resumable sweeps).
     resume: bool = True
 
@@ -253,7 +254,7 @@ def validate(cfg: Any) -> None:
         _check(f"task.{key}", value, 0 < value < 0.5, "in (0, 0.5)")
 
     m = cfg.model
-    _check("model.depth", m.depth, m.depth >= 0, "an integer >= 0")
+    _check("model.depth", m.depth, m.depth >= 0, "an integer >= 0 (0: a linear model, no hidden layer)")
     _check("model.width", m.width, m.width >= 1, "an integer >= 1")
     _check("model.init_scale", m.init_scale, m.init_scale > 0, "> 0")
 
@@ -284,8 +285,9 @@ def validate(cfg: Any) -> None:
 
     _check("tracking.flush_every_s", cfg.tracking.flush_every_s,
            cfg.tracking.flush_every_s >= 0, ">= 0 (0: one request per epoch)")
-    _check("tracking.log_every", cfg.tracking.log_every, cfg.tracking.log_every >= 0,
-           "an integer >= 0 (1: every epoch; 0: final values only)")
+    _check("tracking.log_every", cfg.tracking.log_every,
+           cfg.tracking.log_every is None or cfg.tracking.log_every >= 0,
+           "null (about 25 points), or an integer >= 0 (1: every epoch; 0: final values only)")
     _check("seed", cfg.seed, cfg.seed >= 0, "an integer >= 0")
     _check("seeds", cfg.seeds, cfg.seeds >= 1, "an integer >= 1")
     factors = cfg.tune.lr_factors

@@ -32,6 +32,14 @@ FINISHED_STATUSES = ("ok", "diverged", "skipped")  # deterministic outcomes: nev
 INTERRUPTED = "interrupted"  # SIGINT or SIGTERM (Ctrl-C, scancel): redone by a re-run
 
 
+# Set before MLflow is first imported. Over HTTP, MLflow prints two "View run" lines for every
+# finished run (and reads the run back to do it): thousands per sweep; the sweep's summary says
+# where to look instead. MLflow's own INFO lines (two per new store) show only when asked for:
+# MLFLOW_LOGGING_LEVEL=INFO, or run_all --verbose.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
 class TrackingError(RuntimeError):
     """The tracking store cannot be used (one line, before any training)."""
 
@@ -39,9 +47,7 @@ class TrackingError(RuntimeError):
 def mlflow_client(uri: str):
     from mlflow.tracking import MlflowClient  # mlflow import costs ~1 s: only when tracking
 
-    # Over HTTP, MLflow prints two "View run" lines for every finished run (and reads the run
-    # back to do it): thousands per sweep. The sweep's summary says where to look instead.
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
     return MlflowClient(tracking_uri=uri)
 
 
@@ -64,8 +70,16 @@ def default_artifact_root(uri: str) -> Optional[str]:
     return (path.parent / "mlartifacts").as_uri() if path is not None else None
 
 
+URI_SCHEMES = ("sqlite:///", "http://", "https://", "postgresql", "mysql", "mssql", "file:")
+
+
 def check_store(uri: str, timeout: float = 3.0) -> None:
-    """Fail in one line when the store is unreachable or its folder is not writable."""
+    """Fail in one line when the URI is not a tracking store, the store is unreachable, or
+    its folder is not writable."""
+    if not uri.startswith(URI_SCHEMES):
+        raise TrackingError(f"tracking.uri={uri} is not a tracking store; use "
+                            f"sqlite:///path/mlflow.db, http://host:port or a database URL "
+                            f"(postgresql://..., mysql://...)")
     if uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
@@ -78,6 +92,11 @@ def check_store(uri: str, timeout: float = 3.0) -> None:
     path = sqlite_path(uri)
     if path is None:
         return
+    blocking = next((p for p in [path.parent, *path.parent.parents]
+                     if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise TrackingError(f"cannot create results folder {path.parent}: {blocking} is a "
+                            f"file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -29,6 +29,13 @@ SWEEP_FILE = "actloss_sweep.json"
 ENV_SWEEP_FILE = "ACTLOSS_SWEEP_FILE"
 
 
+def _identity(path: Path) -> Optional[Dict[str, Any]]:
+    try:
+        return json.loads(path.read_text()).get("identity")
+    except (OSError, ValueError):
+        return None
+
+
 def read_sweep_info(sweep_dir: Optional[str]) -> Optional[Dict[str, Any]]:
     candidates = [os.environ.get(ENV_SWEEP_FILE)]
     if sweep_dir:
@@ -81,7 +88,11 @@ class MlflowSweepCallback(Callback):
         info = {"uri": uri, "experiment_id": experiment_id, "sweep_id": sweep_id,
                 "parent_run_id": parent.info.run_id, "started": time.time(),
                 "definition": definition, "jobs": count_jobs(swept),
-                "models_per_job": protocol.models_per_job(config)}
+                "models_per_job": protocol.models_per_job(config),
+                # What makes two launches the same sweep: a re-run may resume into its folder.
+                "identity": {"definition": definition, "swept": swept, "seed": config.seed,
+                             "seeds": config.seeds, "uri": uri,
+                             "experiment": config.tracking.experiment}}
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         path = sweep_dir / SWEEP_FILE
@@ -89,10 +100,18 @@ class MlflowSweepCallback(Callback):
             with open(path, "x") as f:
                 f.write(json.dumps(info))
         except FileExistsError:
-            client.set_terminated(parent.info.run_id, status="FAILED")
-            print(f"actloss-bench: error: sweep folder {sweep_dir} already holds another "
-                  f"sweep's {SWEEP_FILE}; pass a fresh hydra.sweep.dir=...", file=sys.stderr)
-            sys.exit(2)
+            if _identity(path) != info["identity"]:
+                client.set_terminated(parent.info.run_id, status="FAILED")
+                print(f"actloss-bench: error: sweep folder {sweep_dir} holds another sweep "
+                      f"(other overrides, seeds or definition); pass a fresh "
+                      f"hydra.sweep.dir=... or re-run that sweep's own command",
+                      file=sys.stderr)
+                sys.exit(2)
+            # The same sweep again (after a crash, SIGKILL or Ctrl-C): it resumes here. Its
+            # finished jobs are found by their keys; the file now names this launch's parent.
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(info))
+            os.replace(tmp, path)
         os.environ[ENV_SWEEP_FILE] = str(path.resolve())
         self._info = info
         _RUNNING.append(info)

@@ -101,16 +101,24 @@ def _rerun_finishes_once(store, sweep_dir, finished_before):
     return [r for r in after if "superseded_by" in r.data.tags]
 
 
-def test_killed_sweep_resumes_without_redoing_or_duplicating(tmp_path, store):
-    proc = _sweep_with_two_jobs_done(store, tmp_path / "first", stdout=subprocess.DEVNULL,
+def test_killed_sweep_resumes_into_its_own_pinned_folder(tmp_path, store):
+    """SIGKILL, then the same command with the same hydra.sweep.dir: it resumes there, and
+    ends with exactly one finished run per job; another sweep into that folder is refused."""
+    pinned = tmp_path / "pinned"
+    proc = _sweep_with_two_jobs_done(store, pinned, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     _, before = child_runs(store)
     finished_before = {r.data.tags["job_key"] for r in before if r.data.tags["status"] == "ok"}
     assert 2 <= len(finished_before) < 6, "the kill must land mid-sweep"
-    superseded = _rerun_finishes_once(store, tmp_path / "second", finished_before)
+    superseded = _rerun_finishes_once(store, pinned, finished_before)
     assert all(r.data.tags["status"] == "running" for r in superseded)
+    other = run_cli("actloss-bench", "-m", "activation=relu,sigmoid", f"tracking.uri={store}",
+                    f"hydra.sweep.dir={pinned}", check=False)
+    assert other.returncode == 2
+    assert other.stderr.strip().splitlines()[-1].startswith(
+        f"actloss-bench: error: sweep folder {pinned} holds another sweep")
 
 
 def test_ctrl_c_mid_sweep_stops_cleanly_and_a_rerun_finishes_it_once(tmp_path, store):
