@@ -254,7 +254,8 @@ def validate(cfg: Any) -> None:
         _check(f"task.{key}", value, 0 < value < 0.5, "in (0, 0.5)")
 
     m = cfg.model
-    _check("model.depth", m.depth, m.depth >= 0, "an integer >= 0 (0: a linear model, no hidden layer)")
+    _check("model.depth", m.depth, m.depth >= 0,
+           "an integer >= 0 (0: a linear model, no hidden layer)")
     _check("model.width", m.width, m.width >= 1, "an integer >= 1")
     _check("model.init_scale", m.init_scale, m.init_scale > 0, "> 0")
 

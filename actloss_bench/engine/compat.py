@@ -23,8 +23,8 @@ class Combo(NamedTuple):
     reason: str
 
 
-_REGRESSION_LOSSES = ("mse", "mae", "huber")
-_ONE_CLASS_PER_SAMPLE = ("ce", "nll", "kl_div", "multi_margin", "naive_ce", "zero_one")
+# Read from the losses' own traits (engine/losses.py).
+_SQUARE_LOSSES = tuple(name for name, spec in LOSSES.items() if spec.square)
 
 # Classification rules: loss -> head -> (verdict, reason). Binary and multiclass share them
 # except where _BINARY_ONLY_CANONICAL says otherwise.
@@ -36,7 +36,7 @@ _CLASSIFICATION: Dict[str, Dict[str, Tuple[str, str]]] = {
             "softmax": (MISTAKE, f"{loss} on softmax probabilities"),
             "log_softmax": (MISTAKE, f"{loss} between log-probabilities and 0/1 targets"),
         }
-        for loss in _REGRESSION_LOSSES
+        for loss in _SQUARE_LOSSES
     },
     "bce": {
         "linear": (INVALID, "BCELoss needs probabilities in [0, 1]; a linear head emits logits"),
@@ -145,15 +145,16 @@ _MULTILABEL = {
 
 
 def _regression(head: str, loss: str, scaling: str) -> Combo:
-    if loss == "gaussian_nll":
+    spec = LOSSES[loss]
+    if "values" not in spec.accepts:
+        return Combo(INVALID, f"{loss} needs class labels; regression targets are continuous")
+    if spec.regression_outputs == 2:
         if head == "linear":
             return Combo(CANONICAL, "a mean and a variance output into Gaussian NLL")
         return Combo(MISTAKE, f"a {head} head squashes the mean and the variance together")
-    if loss not in _REGRESSION_LOSSES + ("mse_shape_mismatch",):
-        return Combo(INVALID, f"{loss} needs class labels; regression targets are continuous")
-    if loss == "mse_shape_mismatch" and head == "linear":
+    if spec.flat_targets and head == "linear":
         return Combo(MISTAKE, "(N,1) predictions against (N,) targets broadcast to (N,N)")
-    if (head, scaling) in _HEAD_FITS_SCALING and loss != "mse_shape_mismatch":
+    if (head, scaling) in _HEAD_FITS_SCALING and not spec.flat_targets:
         return Combo(CANONICAL, _HEAD_FITS_SCALING[(head, scaling)])
     if head in ("softplus", "relu") and scaling == "none":
         return Combo(MISTAKE, f"{head} outputs are positive; fits raw targets only if they are "
@@ -162,10 +163,11 @@ def _regression(head: str, loss: str, scaling: str) -> Combo:
 
 
 def _classification(kind: str, head: str, loss: str) -> Combo:
-    if loss == "gaussian_nll":
-        return Combo(INVALID, "gaussian_nll needs continuous targets, not class labels")
+    spec = LOSSES[loss]
+    if "labels" not in spec.accepts and loss not in _CLASSIFICATION:
+        return Combo(INVALID, f"{loss} needs continuous targets, not class labels")
     if kind == "multilabel":
-        if loss in _ONE_CLASS_PER_SAMPLE:
+        if spec.one_class_per_sample:
             return Combo(INVALID, f"{loss} needs one class per sample; a multilabel sample has "
                                   f"several")
         if (loss, head) in _MULTILABEL:
@@ -201,7 +203,7 @@ def output_dim(kind: str, head: str, loss: str, n_classes: int) -> int:
     """Output units: 1 for regression (2 for a mean and a variance) and for single-logit binary
     losses, else n_classes (one per label for multilabel)."""
     if kind == "regression":
-        return 2 if loss == "gaussian_nll" else 1
+        return LOSSES[loss].regression_outputs
     if kind == "binary" and LOSSES[loss].single_logit and head in ("linear", "sigmoid"):
         return 1
     return n_classes

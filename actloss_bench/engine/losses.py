@@ -16,7 +16,7 @@ The naive forms are written the way the folklore warns against, on purpose.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,43 +26,22 @@ PerSample = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class LossSpec:
+    """A loss and its traits: everything compat, metrics, the output shape and the target
+    encoding need to know about it. Adding a loss is one entry here and one YAML."""
     name: str
-    targets: str  # class targets: 'dense', 'index' or 'distribution'; 'value': regression only
+    targets: str  # class targets: 'dense', 'index' or 'distribution'
     # On a binary task with a linear or sigmoid head: one output unit instead of two.
     single_logit: bool
     description: str
-
-
-LOSSES: Dict[str, LossSpec] = {
-    s.name: s
-    for s in [
-        LossSpec("mse", "dense", True, "mean squared error (nn.MSELoss)"),
-        LossSpec("mae", "dense", True, "mean absolute error (nn.L1Loss)"),
-        LossSpec("huber", "dense", True, "Huber loss with loss.delta (nn.HuberLoss)"),
-        LossSpec("bce", "dense", True, "binary cross-entropy on probabilities (nn.BCELoss)"),
-        LossSpec("bce_with_logits", "dense", True,
-                 "binary cross-entropy on logits (nn.BCEWithLogitsLoss)"),
-        LossSpec("ce", "index", False, "cross-entropy on logits (nn.CrossEntropyLoss)"),
-        LossSpec("nll", "index", False, "negative log-likelihood on log-probs (nn.NLLLoss)"),
-        LossSpec("focal", "index", True,
-                 "focal loss on logits (sigmoid for one logit, softmax otherwise)"),
-        LossSpec("kl_div", "distribution", False,
-                 "KL divergence from log-probs to target distribution (nn.KLDivLoss)"),
-        LossSpec("multi_margin", "index", False, "multi-class hinge (nn.MultiMarginLoss)"),
-        LossSpec("naive_bce", "dense", True,
-                 "hand-written -[y log(sigmoid(z)) + (1-y) log(1-sigmoid(z))]"),
-        LossSpec("naive_ce", "index", False, "hand-written NLL of log(softmax(z))"),
-        LossSpec("ce_onehot", "distribution", False,
-                 "categorical cross-entropy with one-hot targets, -sum(y log_softmax(z))"),
-        LossSpec("zero_one", "index", True,
-                 "the 0-1 loss (1 - accuracy) per sample: zero gradient almost everywhere"),
-        LossSpec("gaussian_nll", "value", True,
-                 "Gaussian negative log-likelihood of a mean and a variance output "
-                 "(nn.GaussianNLLLoss; variance = softplus of the second output)"),
-        LossSpec("mse_shape_mismatch", "dense", True,
-                 "MSE of (N,1) predictions against (N,) targets: broadcasts to (N,N)"),
-    ]
-}
+    # cfg (delta, gamma, alpha, label_smoothing), pos_weight -> the per-sample loss
+    build: Callable[[Any, Optional[torch.Tensor]], PerSample]
+    accepts: Tuple[str, ...] = ("values", "labels")  # regression values, class labels
+    # A value loss fitted to 0/1 targets: its outputs are read as probabilities clipped to
+    # [0, 1] (MSE, MAE, Huber on classes: the folklore's target).
+    square: bool = False
+    one_class_per_sample: bool = False  # index-type: invalid on multilabel samples
+    regression_outputs: int = 1  # 2: a mean and a variance
+    flat_targets: bool = False  # regression targets (N,) against (N, 1) outputs: the bug
 
 
 def _focal(out: torch.Tensor, target: torch.Tensor, gamma: float, alpha: Optional[float]):
@@ -115,53 +94,80 @@ def _rows(loss: PerSample) -> PerSample:
     return lambda o, t: loss(o.flatten(0, -2), t.flatten()).view(t.shape)
 
 
-def per_sample_loss(cfg, pos_weight: Optional[torch.Tensor]) -> PerSample:
-    """The per-sample loss named ``cfg.name`` with its options (delta, gamma, alpha, smoothing)."""
-    name = cfg.name
-    if name == "mse":
-        return lambda o, t: F.mse_loss(o, t, reduction="none").mean(-1)
-    if name == "mae":
-        return lambda o, t: F.l1_loss(o, t, reduction="none").mean(-1)
-    if name == "huber":
-        return lambda o, t: F.huber_loss(o, t, reduction="none", delta=cfg.delta).mean(-1)
-    if name == "bce":
-        return lambda o, t: F.binary_cross_entropy(o, t, reduction="none").mean(-1)
-    if name == "bce_with_logits":
-        return lambda o, t: F.binary_cross_entropy_with_logits(
-            o, t, reduction="none", pos_weight=pos_weight).mean(-1)
-    if name == "ce":
-        return _rows(lambda o, t: F.cross_entropy(
-            o, t, reduction="none", label_smoothing=cfg.label_smoothing))
-    if name == "nll":
-        return _rows(lambda o, t: F.nll_loss(o, t, reduction="none"))
-    if name == "focal":
-        return lambda o, t: _focal(o, t, cfg.gamma, cfg.alpha)
-    if name == "kl_div":
-        return lambda o, t: F.kl_div(o, t, reduction="none").sum(-1)
-    if name == "multi_margin":
-        return _rows(lambda o, t: F.multi_margin_loss(o, t, reduction="none"))
-    if name == "naive_bce":
-        return _naive_bce
-    if name == "naive_ce":
-        return _naive_ce
-    if name == "ce_onehot":
-        return lambda o, t: -(t * F.log_softmax(o, dim=-1)).sum(-1)
-    if name == "zero_one":
-        return _zero_one
-    if name == "gaussian_nll":
-        return _gaussian_nll
-    if name == "mse_shape_mismatch":
+LOSSES: Dict[str, LossSpec] = {
+    s.name: s
+    for s in [
+        LossSpec("mse", "dense", True, "mean squared error (nn.MSELoss)",
+                 lambda cfg, pw: lambda o, t: F.mse_loss(o, t, reduction="none").mean(-1),
+                 square=True),
+        LossSpec("mae", "dense", True, "mean absolute error (nn.L1Loss)",
+                 lambda cfg, pw: lambda o, t: F.l1_loss(o, t, reduction="none").mean(-1),
+                 square=True),
+        LossSpec("huber", "dense", True, "Huber loss with loss.delta (nn.HuberLoss)",
+                 lambda cfg, pw: lambda o, t: F.huber_loss(o, t, reduction="none",
+                                                           delta=cfg.delta).mean(-1),
+                 square=True),
+        LossSpec("bce", "dense", True, "binary cross-entropy on probabilities (nn.BCELoss)",
+                 lambda cfg, pw: lambda o, t: F.binary_cross_entropy(o, t, reduction="none")
+                 .mean(-1), accepts=("labels",)),
+        LossSpec("bce_with_logits", "dense", True,
+                 "binary cross-entropy on logits (nn.BCEWithLogitsLoss)",
+                 lambda cfg, pw: lambda o, t: F.binary_cross_entropy_with_logits(
+                     o, t, reduction="none", pos_weight=pw).mean(-1), accepts=("labels",)),
+        LossSpec("ce", "index", False, "cross-entropy on logits (nn.CrossEntropyLoss)",
+                 lambda cfg, pw: _rows(lambda o, t: F.cross_entropy(
+                     o, t, reduction="none", label_smoothing=cfg.label_smoothing)),
+                 accepts=("labels",), one_class_per_sample=True),
+        LossSpec("nll", "index", False, "negative log-likelihood on log-probs (nn.NLLLoss)",
+                 lambda cfg, pw: _rows(lambda o, t: F.nll_loss(o, t, reduction="none")),
+                 accepts=("labels",), one_class_per_sample=True),
+        LossSpec("focal", "index", True,
+                 "focal loss on logits (sigmoid for one logit, softmax otherwise)",
+                 lambda cfg, pw: lambda o, t: _focal(o, t, cfg.gamma, cfg.alpha),
+                 accepts=("labels",)),
+        LossSpec("kl_div", "distribution", False,
+                 "KL divergence from log-probs to target distribution (nn.KLDivLoss)",
+                 lambda cfg, pw: lambda o, t: F.kl_div(o, t, reduction="none").sum(-1),
+                 accepts=("labels",), one_class_per_sample=True),
+        LossSpec("multi_margin", "index", False, "multi-class hinge (nn.MultiMarginLoss)",
+                 lambda cfg, pw: _rows(lambda o, t: F.multi_margin_loss(o, t, reduction="none")),
+                 accepts=("labels",), one_class_per_sample=True),
+        LossSpec("naive_bce", "dense", True,
+                 "hand-written -[y log(sigmoid(z)) + (1-y) log(1-sigmoid(z))]",
+                 lambda cfg, pw: _naive_bce, accepts=("labels",)),
+        LossSpec("naive_ce", "index", False, "hand-written NLL of log(softmax(z))",
+                 lambda cfg, pw: _naive_ce, accepts=("labels",), one_class_per_sample=True),
+        LossSpec("ce_onehot", "distribution", False,
+                 "categorical cross-entropy with one-hot targets, -sum(y log_softmax(z))",
+                 lambda cfg, pw: lambda o, t: -(t * F.log_softmax(o, dim=-1)).sum(-1),
+                 accepts=("labels",)),
+        LossSpec("zero_one", "index", True,
+                 "the 0-1 loss (1 - accuracy) per sample: zero gradient almost everywhere",
+                 lambda cfg, pw: _zero_one, accepts=("labels",), one_class_per_sample=True),
+        LossSpec("gaussian_nll", "dense", True,
+                 "Gaussian negative log-likelihood of a mean and a variance output "
+                 "(nn.GaussianNLLLoss; variance = softplus of the second output)",
+                 lambda cfg, pw: _gaussian_nll, accepts=("values",), regression_outputs=2),
         # (N,1) - (N,) broadcasts to (N,N) without a word: every prediction is pulled towards
         # every target, so the optimum is the mean target (per model: (K,N,1) - (K,1,N)).
-        return lambda o, t: ((o - t.unsqueeze(-2)) ** 2).mean(-1)
-    raise KeyError(name)
+        LossSpec("mse_shape_mismatch", "dense", True,
+                 "MSE of (N,1) predictions against (N,) targets: broadcasts to (N,N)",
+                 lambda cfg, pw: lambda o, t: ((o - t.unsqueeze(-2)) ** 2).mean(-1),
+                 accepts=("values",), flat_targets=True),
+    ]
+}
+
+
+def per_sample_loss(cfg, pos_weight: Optional[torch.Tensor]) -> PerSample:
+    """The per-sample loss named ``cfg.name`` with its options (delta, gamma, alpha, smoothing)."""
+    return LOSSES[cfg.name].build(cfg, pos_weight)
 
 
 def encode_targets(y: torch.Tensor, *, kind: str, loss: str, out_dim: int, n_classes: int,
                    label_smoothing: float = 0.0) -> torch.Tensor:
     """Encode labels or values the way loss ``loss`` consumes them for an ``out_dim`` output."""
     if kind == "regression":
-        return y if loss == "mse_shape_mismatch" else y[..., None]
+        return y if LOSSES[loss].flat_targets else y[..., None]
     if kind == "multilabel":  # already one 0/1 column per label
         return y.float()
     if out_dim == 1:

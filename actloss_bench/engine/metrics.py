@@ -18,9 +18,10 @@ from typing import Dict, List
 import numpy as np
 import torch
 
+from actloss_bench.engine.losses import LOSSES
+
 ECE_BINS = 15
 _EPS = 1e-15
-_REGRESSION_LOSSES = ("mse", "mae", "huber")
 
 
 def probabilities(output: torch.Tensor, *, head: str, loss: str) -> np.ndarray:
@@ -35,7 +36,7 @@ def probabilities(output: torch.Tensor, *, head: str, loss: str) -> np.ndarray:
         p = out
     elif head == "log_softmax":
         p = out.exp()
-    elif head == "sigmoid" or (head == "linear" and loss in _REGRESSION_LOSSES):
+    elif head == "sigmoid" or (head == "linear" and LOSSES[loss].square):
         p = out.clamp(0, 1)
         if p.shape[-1] > 1:  # one-vs-rest scores -> a distribution
             total = p.sum(-1, keepdim=True)
@@ -58,9 +59,9 @@ def label_probabilities(output: torch.Tensor, *, head: str, loss: str) -> np.nda
         p = out
     elif head == "log_softmax":
         p = out.exp()
-    elif loss in _REGRESSION_LOSSES:
+    elif LOSSES[loss].square:
         p = out
-    elif loss in ("ce_onehot", "kl_div"):
+    elif LOSSES[loss].targets == "distribution":
         p = torch.softmax(out, dim=-1)
     else:
         p = torch.sigmoid(out)

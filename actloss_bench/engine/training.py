@@ -26,7 +26,7 @@ from actloss_bench.engine import diagnostics
 from actloss_bench.engine import metrics
 from actloss_bench.engine.compat import INVALID, Combo, classify, output_dim
 from actloss_bench.engine.diagnoses import diagnose
-from actloss_bench.engine.losses import encode_targets, gaussian_mean_var, make_loss
+from actloss_bench.engine.losses import LOSSES, encode_targets, gaussian_mean_var, make_loss
 from actloss_bench.engine.model import build_model
 from actloss_bench.engine.protocol import Member
 from actloss_bench.engine.activations import make_activation, make_head
@@ -177,7 +177,7 @@ def regression_outputs(out: torch.Tensor, loss: str, units: Units,
     """Predicted means (K, N) in metric units, and predictive variances: the model's own for
     gaussian_nll, else ``residual_var`` (K,) (a constant-variance model: the validation split's
     mean squared error)."""
-    if loss == "gaussian_nll":
+    if LOSSES[loss].regression_outputs == 2:
         mean, var = gaussian_mean_var(out.detach())
         var = var[..., 0].cpu().double().numpy() * units.scale[:, None] ** 2
         return units(mean[..., 0].cpu().double().numpy()), var

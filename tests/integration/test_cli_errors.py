@@ -45,11 +45,53 @@ def test_cli_prints_one_line_and_fails_before_training(tmp_path):
     assert not (tmp_path / "m.db").exists()
 
 
-def test_single_invalid_run_exits_non_zero_with_reason(tmp_path):
-    proc = run_cli("actloss-bench", "loss=ce", "task=regression", "task.n_samples=100",
-                   f"tracking.uri=sqlite:///{tmp_path}/m.db", check=False)
-    assert proc.returncode == 1
-    assert "ce needs class labels; regression targets are continuous" in proc.stderr
+def test_single_invalid_run_exits_non_zero_with_reason_and_so_does_its_rerun(tmp_path):
+    args = ("actloss-bench", "loss=ce", "task=regression", "task.n_samples=100",
+            f"tracking.uri=sqlite:///{tmp_path}/m.db")
+    for attempt in range(2):  # a skipped run never counts as finished
+        proc = run_cli(*args, check=False)
+        assert proc.returncode == 1, attempt
+        assert "ce needs class labels; regression targets are continuous" in proc.stderr
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["tracking.uri=foo://x"], "actloss-bench: error: tracking.uri=foo://x is not a tracking "
+                               "store; use sqlite:///path/mlflow.db"),
+    (["trainer.device=cuda"], "actloss-bench: error: trainer.device=cuda is not available"),
+    (["tracking.uri=sqlite:////etc/passwd/mlflow.db"],
+     "actloss-bench: error: cannot create results folder /etc/passwd: /etc/passwd is a file, "
+     "not a folder"),
+    (["experiment=shape_mismatch"], "actloss-bench: error: experiment=shape_mismatch is a sweep "
+                                    "of its arms and conditions; add -m"),
+])
+def test_everyday_mistakes_are_one_line_and_log_nothing(tmp_path, args, expected):
+    import torch
+
+    if "trainer.device=cuda" in args and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    store = tmp_path / "m.db"
+    extra = [] if any(a.startswith("tracking.uri") for a in args) else [
+        f"tracking.uri=sqlite:///{store}"]
+    proc = run_cli("actloss-bench", *args, *extra, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), lines
+    assert not store.exists() or "[ok]" not in proc.stdout
+    assert "[ok]" not in proc.stdout and "[failed]" not in proc.stdout
+
+
+def test_the_report_refuses_a_bad_uri_in_one_line():
+    proc = run_cli("actloss-report", "shape_mismatch", "--uri", "foo://x", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "actloss-report: error: --uri foo://x is not a tracking URI; use sqlite:///path/mlflow.db,"
+        " http://host:port or a database URL")
+
+
+def test_mlflow_info_lines_are_quiet_on_a_new_store(tmp_path):
+    proc = run_cli("actloss-bench", "trainer.epochs=1", "task.n_samples=100",
+                   f"tracking.uri=sqlite:///{tmp_path}/m.db")
+    assert "INFO mlflow" not in proc.stderr
 
 
 def test_unreachable_server_is_one_line_before_training():
