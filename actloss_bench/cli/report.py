@@ -14,12 +14,14 @@ from itertools import repeat
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from actloss_bench.config.paths import RESULTS_DIR, experiment_names
+from actloss_bench.config.paths import PROJECT_ROOT, RESULTS_DIR, experiment_names
 from actloss_bench.report import build, render
+from actloss_bench.report.claims import write_claims_page
 from actloss_bench.report.publish import publish
 from actloss_bench.tracking.store import TrackingError, check_store, resolve_uri
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"
+CLAIMS_PAGE = PROJECT_ROOT / "docs" / "claims.md"
 
 
 def report_experiment(name: str, uri: str, out_dir: Path) -> Dict[str, str]:
@@ -79,6 +81,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.all:
         (args.out / "README.md").write_text(render.index_page(entries))
         print(f"wrote {args.out / 'README.md'}")
+        if args.out.resolve() == RESULTS_DIR.resolve():  # the committed catalogue's words
+            write_claims_page(CLAIMS_PAGE, {e["name"]: e["word"] for e in entries})
+            print(f"wrote {CLAIMS_PAGE}")
 
 
 if __name__ == "__main__":

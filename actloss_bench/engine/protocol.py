@@ -86,18 +86,17 @@ def tuning_members(cfg, lrs: List[float]) -> List[Member]:
     return [Member(s, lr) for lr in lrs for s in tuning_seeds(cfg)]
 
 
-def evaluation_members(cfg, chosen: Optional[float]) -> List[Member]:
-    """The evaluation seeds at the chosen lr and at the default lr (one lr without a grid)."""
-    lrs = [default_lr(cfg)] if chosen is None else list(dict.fromkeys([chosen, default_lr(cfg)]))
-    return [Member(s, lr) for lr in lrs for s in evaluation_seeds(cfg)]
+def evaluation_members(cfg, lr: Optional[float]) -> List[Member]:
+    """The evaluation seeds at ``lr`` (None: the default lr)."""
+    return [Member(s, default_lr(cfg) if lr is None else lr) for s in evaluation_seeds(cfg)]
 
 
 def largest_population(cfg) -> int:
-    """The most models trained at once by a job (what memory must hold)."""
-    evaluation = cfg.seeds * (2 if is_tuned(cfg) else 1)
+    """The most models trained at once by a job (what memory must hold): the grid on the
+    tuning seeds beside the evaluation seeds at the default lr."""
     if not is_tuned(cfg):
-        return evaluation
-    return max(evaluation, cfg.tune.seeds * len(learning_rates(cfg)))
+        return cfg.seeds
+    return cfg.tune.seeds * len(learning_rates(cfg)) + cfg.seeds
 
 
 def models_per_job(cfg) -> int:
@@ -118,6 +117,19 @@ def next_lr(lrs: List[float], chosen: float) -> Optional[float]:
     if chosen == lrs[-1]:
         return float(f"{lrs[-1] * lrs[-1] / lrs[-2]:.6g}")
     return None
+
+
+def grid_extension(lrs: List[float], chosen: float, steps: int) -> List[float]:
+    """``steps`` grid points beyond the edge the choice sits on, at the edge's own ratio
+    (trained together), or none when the choice is interior."""
+    grid = sorted(lrs)
+    if len(grid) < 2 or chosen not in (grid[0], grid[-1]):
+        return []
+    if chosen == grid[0]:
+        edge, ratio = grid[0], grid[0] / grid[1]
+    else:
+        edge, ratio = grid[-1], grid[-1] / grid[-2]
+    return [float(f"{edge * ratio ** (i + 1):.6g}") for i in range(steps)]
 
 
 def select_lr(table: pd.DataFrame, metric: str) -> float:

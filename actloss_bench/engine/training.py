@@ -331,6 +331,12 @@ def train_population(cfg, members: Sequence[Member],
     results = [TrainResult(status=OK, combo=combo, kind=kind) for _ in ordered]
     callbacks = [None] * K if on_epoch is None else [on_epoch[i] for i in net.order]
     active = torch.ones(K, dtype=torch.bool)
+    with torch.no_grad():  # units dead before any training ("born dead"), apart from dying
+        hidden = net.forward(val_split.X)[1]
+    widths = [h.shape[-1] for h in hidden]
+    dead_at_init = ([diagnostics.dead_record(counts, widths)["dead/fraction"]
+                     for counts in torch.stack(diagnostics.dead_counts(hidden), 1).tolist()]
+                    if hidden else [0.0] * K)
     for epoch in range(1, cfg.trainer.epochs + 1):
         # Each model's own shuffle; one gather per epoch, then the batches are views. Row
         # k * n + i of a flattened split is model k's sample i (index_select is ~5x faster
@@ -413,6 +419,7 @@ def train_population(cfg, members: Sequence[Member],
             r.test.update({f"test/{key}": test_network[k][key]
                            for key in ("dead/fraction", "saturation/fraction")
                            if key in test_network[k]})
+            r.test["init/dead/fraction"] = dead_at_init[k]
             if kind in (BINARY, MULTICLASS):
                 r.test["test/target_entropy"] = target_entropy(cfg.loss.label_smoothing,
                                                                n_classes)

@@ -41,33 +41,48 @@ class Trained:
 
 def train_protocol(cfg: DictConfig) -> Trained:
     """Tune on the tuning seeds (growing the grid past an edge choice), then train the
-    evaluation seeds at the chosen and the default learning rates."""
+    evaluation seeds at the chosen learning rate; the evaluation seeds at the default rate
+    train beside the tuning grid.
+
+    A small population's step costs about as much as a larger one's (the Python overhead of a
+    step is paid once for every model stacked in it), so the protocol trains as few
+    populations, one after the other, as its choices allow: the grid with the default-rate
+    evaluation seeds; the extension steps past an edge, all at once; the chosen rate's
+    evaluation seeds, when it is not the default.
+    """
     from actloss_bench.engine.training import train_population
 
     out = Trained()
-    if protocol.is_tuned(cfg):
-        out.grid = protocol.learning_rates(cfg)
-        out.tuning_members = protocol.tuning_members(cfg, out.grid)
-        out.tuning = train_population(cfg, out.tuning_members)
-        out.metric = protocol.tuning_metric(cfg, out.tuning[0].kind)
-        steps = {"low": 0, "high": 0}
-        while True:
-            table = selection_table(out.tuning, out.tuning_members)
-            if out.metric not in table:  # every model diverged in its first epoch
-                table[out.metric] = float("nan")
-            out.chosen = protocol.select_lr(table[["lr", "status", out.metric]], out.metric)
-            more = protocol.next_lr(out.grid, out.chosen)
-            side = "low" if more is not None and more < out.chosen else "high"
-            if more is None or steps[side] >= cfg.tune.max_extensions:
-                out.at_limit = more is not None
-                break
-            steps[side] += 1
-            added = protocol.tuning_members(cfg, [more])
-            out.tuning += train_population(cfg, added)
-            out.tuning_members += added
-            out.grid = sorted(out.grid + [more])
-    out.evaluation_members = protocol.evaluation_members(cfg, out.chosen)
-    out.evaluation = train_population(cfg, out.evaluation_members)
-    if not out.metric:
+    default = protocol.evaluation_members(cfg, None)
+    if not protocol.is_tuned(cfg):
+        out.evaluation_members = default
+        out.evaluation = train_population(cfg, default)
         out.metric = protocol.tuning_metric(cfg, out.evaluation[0].kind)
+        return out
+    out.grid = protocol.learning_rates(cfg)
+    out.tuning_members = protocol.tuning_members(cfg, out.grid)
+    first = train_population(cfg, out.tuning_members + default)
+    out.tuning, default_results = first[:len(out.tuning_members)], first[len(out.tuning_members):]
+    out.metric = protocol.tuning_metric(cfg, out.tuning[0].kind)
+    out.chosen = _choose(out)
+    beyond = protocol.grid_extension(out.grid, out.chosen, cfg.tune.max_extensions)
+    if beyond:
+        added = protocol.tuning_members(cfg, beyond)
+        out.tuning += train_population(cfg, added)
+        out.tuning_members += added
+        out.grid = sorted(out.grid + beyond)
+        out.chosen = _choose(out)
+    out.at_limit = protocol.next_lr(out.grid, out.chosen) is not None
+    out.evaluation_members, out.evaluation = list(default), list(default_results)
+    if out.chosen != protocol.default_lr(cfg):
+        chosen = protocol.evaluation_members(cfg, out.chosen)
+        out.evaluation += train_population(cfg, chosen)
+        out.evaluation_members += chosen
     return out
+
+
+def _choose(out: Trained) -> float:
+    table = selection_table(out.tuning, out.tuning_members)
+    if out.metric not in table:  # every model diverged in its first epoch
+        table[out.metric] = float("nan")
+    return protocol.select_lr(table[["lr", "status", out.metric]], out.metric)

@@ -186,13 +186,22 @@ def jitter(values: np.ndarray, tail: float = 1 / 3) -> float:
     return float(np.mean(np.abs(np.diff(last))) / (np.mean(np.abs(last)) + 1e-12))
 
 
+HISTORY_STATS = {
+    "jitter": jitter,
+    # The area under the validation curve, per epoch: at an equal budget, the faster learner
+    # has the larger one.
+    "curve_mean": lambda values: float(np.mean(values)) if len(values) else float("nan"),
+}
+
+
 def add_history_stats(table: ModelTable, hist: pd.DataFrame, names: List[str]) -> None:
     """Add columns like ``jitter:val/mae`` computed from each model's metric history."""
     for name in names:
         stat, metric = name.split(":", 1)
-        if stat != "jitter":
-            raise ValueError(f"unknown history statistic {stat!r} in {name!r}; known: jitter")
+        if stat not in HISTORY_STATS:
+            raise ValueError(f"unknown history statistic {stat!r} in {name!r}; known: "
+                             f"{', '.join(HISTORY_STATS)}")
         values = (hist.sort_values("epoch").groupby(["cell_run_id", "seed", "lr"])[metric]
-                  .apply(lambda v: jitter(v.to_numpy(dtype=float))))
+                  .apply(lambda v: HISTORY_STATS[stat](v.to_numpy(dtype=float))))
         index = pd.MultiIndex.from_frame(table.models[["cell_run_id", "seed", "lr"]])
         table.models[name] = values.reindex(index).to_numpy()

@@ -53,6 +53,7 @@ MARGIN_FAMILIES: Dict[str, Tuple[float, Tuple[str, ...]]] = {
     "epochs": (2.0, ("escape_epoch",)),
     "gradient norm of a layer (none below it)": (1e-4, tuple(f"layer_{i}" for i in range(64))),
     "relative jitter of a converged curve": (0.002, ("jitter",)),
+    "area under a validation curve (score per epoch)": (0.02, ("curve_mean",)),
 }
 RATES = frozenset(DIAGNOSES)
 # Metrics with a chance level: both arms at or within a margin of it leave nothing to compare.
@@ -175,11 +176,13 @@ class RuleResult:
 
 
 def matches(frame: pd.DataFrame, filt: Optional[Mapping[str, Any]]) -> pd.Series:
+    """Rows whose params equal the filter's values (a list: any of its values)."""
     mask = pd.Series(True, index=frame.index)
     for key, value in (filt or {}).items():
         if key not in frame:
             raise KeyError(f"filter key {key!r} is not a param of these runs")
-        mask &= frame[key].astype(str) == _as_param(value)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        mask &= frame[key].astype(str).isin([_as_param(v) for v in values])
     return mask
 
 
@@ -355,7 +358,7 @@ def _best_sides(frame: pd.DataFrame, rule: Mapping[str, Any], condition: List[st
                     else [((), per_seed)])
     for cond, part in by_condition:
         cond = cond if isinstance(cond, tuple) else (cond,)
-        means = part.groupby(level=len(condition)).mean()
+        means = part.groupby(level=len(condition)).mean().dropna()
         rec = is_rec.loc[cond] if condition else is_rec
         rec_means, other_means = means[rec.reindex(means.index)], means[~rec.reindex(means.index)]
         if rec_means.empty or other_means.empty:

@@ -24,11 +24,10 @@ if __name__ == "__main__":
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=sys.argv[1:])
     before = resident_bytes()
-    # The larger of the protocol's two populations: the tuning grid or the evaluation seeds.
+    # The protocol's largest population: the tuning grid beside the default-lr evaluation seeds.
     grid = protocol.learning_rates(cfg)
     tuning = protocol.tuning_members(cfg, grid) if protocol.is_tuned(cfg) else []
-    evaluation = protocol.evaluation_members(cfg, grid[-1] if tuning else None)
-    members = max(tuning, evaluation, key=len)
+    members = tuning + protocol.evaluation_members(cfg, None)
     assert len(members) == protocol.largest_population(cfg)
     train_population(cfg, members)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -65,8 +65,9 @@ def test_verdict_rules_name_swept_values(name):
             filters = rule.get(side) or {}
             for filt in filters if isinstance(filters, list) else [filters]:
                 for key, value in filt.items():
-                    if key in sweep:
-                        assert str(value) in sweep[key], f"{name}: {key}={value} never swept"
+                    for v in value if isinstance(value, list) else [value]:
+                        if key in sweep:
+                            assert str(v) in sweep[key], f"{name}: {key}={v} never swept"
         for key in rule.get("condition") or []:
             assert key in sweep, f"{name}: condition {key} is not a sweep axis"
         for control in rule.get("controls") or []:
@@ -76,3 +77,24 @@ def test_verdict_rules_name_swept_values(name):
                     assert key in (rule.get("condition") or []), f"{name}: control on {key}"
                     assert str(value) in sweep[key], f"{name}: control {key}={value} never swept"
         rule_margin(rule)  # a margin from its family, or the claim's own number with its reason
+
+
+def test_a_source_that_credits_a_guide_quotes_it():
+    from actloss_bench.report.claims import GUIDES, experiment_sources, unquoted_guides
+
+    quoted = 0
+    for row in experiment_sources():
+        assert not unquoted_guides(row["source"]), f"{row['name']}: a guide named, not quoted"
+        assert set(row["guides"]) <= set(GUIDES), f"{row['name']}: not one of the five guides"
+        quoted += bool(row["guides"])
+    assert quoted >= 5
+
+
+def test_the_claims_page_lists_every_experiment_and_the_untestable_rules():
+    from actloss_bench.report.claims import UNTESTABLE, claims_page
+
+    page = claims_page({"mse_collapse": "reproduced"})
+    for name in NAMES:
+        assert f"[{name}](../results/{name}/README.md)" in page
+    assert "| [mse_collapse](../results/mse_collapse/README.md) | reproduced |" in page
+    assert page.count("\n| `") >= len(UNTESTABLE)
