@@ -79,8 +79,9 @@ def effect_sentence(r: RuleResult) -> str:
         if g.condition else ""
     sides = f"{r.a_label} vs {r.b_label}" if r.a_label and not g.note else g.note
     effect = "differs by" if r.claim == "equivalent" else "worse by"
+    unit = "models" if r.rate and "pooled" in g.condition else "seeds"  # pooled: every model
     return (f"{sides}{where}: {r.metric_label} {fmt(g.a_mean)} vs {fmt(g.b_mean)}, {effect} "
-            f"{interval(g)} over {g.n} seeds")
+            f"{interval(g)} over {g.n} {unit}")
 
 
 def parts_table(parts: List[RuleResult]) -> pd.DataFrame:

@@ -321,7 +321,7 @@ def _not_testable(g: GroupResult, rule: RuleResult, metric: str,
         return "no paired seeds"
     if rule.rate == "paired" and g.a.sum() == 0 and g.b.sum() == 0:
         return "no events in either arm"
-    if rule.rate == "constant" or rule.claim == "best":
+    if rule.rate or rule.claim == "best":  # events on one side at least: a rate test speaks
         return ""
     both = pd.concat([g.a, g.b])
     if np.ptp(both.to_numpy()) == 0 and rule.claim != "equivalent":
