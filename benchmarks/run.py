@@ -181,7 +181,7 @@ def main() -> None:
              f"batch 128, {epochs} epochs, Adam, CPU. The tutorial loop: "
              "`TensorDataset` + `DataLoader(shuffle=True)`, `loss.item()` every step, a "
              "validation pass per epoch (and, as a whole process, `mlflow.log_metric` per "
-             "epoch). The engine: every diagnostic of DESIGN.md every epoch.", "",
+             "epoch). The engine: every diagnostic of docs/tracking.md every epoch.", "",
              "| measure | value | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows] + [""]
     (ROOT / "benchmarks" / "README.md").write_text("\n".join(lines))

@@ -272,7 +272,7 @@ def majority_fraction(labels: np.ndarray, k: int) -> np.ndarray:
 
 
 def classification_metrics_rows(y: np.ndarray, P: np.ndarray) -> List[Dict[str, float]]:
-    """All classification metrics of DESIGN.md, one dict per row of ``y`` (S, N) and ``P``
+    """All classification metrics of docs/tracking.md, one dict per row of ``y`` (S, N) and ``P``
     (S, N, K). A row with a non-finite probability gets NaN for every metric."""
     k = P.shape[-1]
     finite = np.isfinite(P).all(axis=(1, 2))
@@ -350,7 +350,8 @@ def multilabel_metrics_rows(y: np.ndarray, P: np.ndarray) -> List[Dict[str, floa
 
 
 def classification_metrics(y: np.ndarray, P: np.ndarray) -> Dict[str, float]:
-    """All classification metrics of DESIGN.md for one model's labels ``y`` and ``P`` (N, K)."""
+    """All classification metrics of docs/tracking.md for one model's labels ``y`` and
+    ``P`` (N, K)."""
     return classification_metrics_rows(y[None], P[None])[0]
 
 

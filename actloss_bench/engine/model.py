@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List
 
 import torch
 from torch import nn
@@ -29,14 +29,6 @@ class MLP(nn.Module):
         for layer in self.hidden:
             x = self.act(layer(x))
         return self.head(self.out(x))
-
-    def forward_with_hidden(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        """Output and each hidden layer's post-activation output (for dead/saturation counts)."""
-        hidden = []
-        for layer in self.hidden:
-            x = self.act(layer(x))
-            hidden.append(x)
-        return self.head(self.out(x)), hidden
 
 
 def initialise(model: MLP, *, init: str, init_scale: float, bias_init) -> None:

@@ -19,8 +19,8 @@ from actloss_bench.config.paths import EXPERIMENTS_DIR, REAL_SUFFIX, experiment_
 from actloss_bench.report import figures, render, stats
 from actloss_bench.report.load import (TUNED, ModelTable, add_history_stats, histories,
                                        load_models, predictions, views)
-from actloss_bench.report.verdict import (RATES, RuleResult, claim_word, decide, evaluate_rule,
-                                          margin_family, matches, MARGIN_FAMILIES)
+from actloss_bench.report.margins import MARGIN_FAMILIES, RATES, margin_family
+from actloss_bench.report.verdict import RuleResult, claim_word, decide, evaluate_rule, matches
 
 CHOICE_PARAMS = ("arm", "task", "activation", "head", "loss", "optimizer")
 

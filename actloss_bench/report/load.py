@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
+from actloss_bench.report import stats
 from actloss_bench.tracking import store
 from actloss_bench.engine.diagnoses import DIAGNOSES
 
@@ -176,32 +177,14 @@ def predictions(table: ModelTable) -> Dict[str, pd.DataFrame]:
     return out
 
 
-def jitter(values: np.ndarray, tail: float = 1 / 3) -> float:
-    """Mean absolute epoch-to-epoch change over the last ``tail`` of training, relative to the
-    mean level there: how much a converged curve still moves."""
-    n = max(3, int(round(len(values) * tail)))
-    last = values[-n:]
-    if len(last) < 2 or not np.all(np.isfinite(last)):
-        return float("nan")
-    return float(np.mean(np.abs(np.diff(last))) / (np.mean(np.abs(last)) + 1e-12))
-
-
-HISTORY_STATS = {
-    "jitter": jitter,
-    # The area under the validation curve, per epoch: at an equal budget, the faster learner
-    # has the larger one.
-    "curve_mean": lambda values: float(np.mean(values)) if len(values) else float("nan"),
-}
-
-
 def add_history_stats(table: ModelTable, hist: pd.DataFrame, names: List[str]) -> None:
     """Add columns like ``jitter:val/mae`` computed from each model's metric history."""
     for name in names:
         stat, metric = name.split(":", 1)
-        if stat not in HISTORY_STATS:
+        if stat not in stats.HISTORY_STATS:
             raise ValueError(f"unknown history statistic {stat!r} in {name!r}; known: "
-                             f"{', '.join(HISTORY_STATS)}")
+                             f"{', '.join(stats.HISTORY_STATS)}")
         values = (hist.sort_values("epoch").groupby(["cell_run_id", "seed", "lr"])[metric]
-                  .apply(lambda v: HISTORY_STATS[stat](v.to_numpy(dtype=float))))
+                  .apply(lambda v: stats.HISTORY_STATS[stat](v.to_numpy(dtype=float))))
         index = pd.MultiIndex.from_frame(table.models[["cell_run_id", "seed", "lr"]])
         table.models[name] = values.reindex(index).to_numpy()

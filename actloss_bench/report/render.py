@@ -11,8 +11,9 @@ import pandas as pd
 
 from actloss_bench.engine.diagnoses import DIAGNOSES, thresholds_table
 from actloss_bench.report.load import DEFAULT, TUNED
-from actloss_bench.report.verdict import (DECISION_RULE, MARGIN_FAMILIES, NOT_RUN, WORDS,
-                                          GroupResult, RuleResult, fmt, summarise)
+from actloss_bench.report.margins import MARGIN_FAMILIES
+from actloss_bench.report.verdict import (DECISION_RULE, NOT_RUN, WORDS, GroupResult, RuleResult,
+                                          fmt, summarise)
 
 SUMMARY_METRICS = ["test/accuracy", "test/balanced_accuracy", "test/minority_recall",
                    "test/pr_auc", "test/ece", "test/ece_calibrated", "test/temperature",

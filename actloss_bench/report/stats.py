@@ -130,3 +130,21 @@ def transform(values, name):
     if name == "log10":
         return np.log10(values.where(values > 0))
     raise ValueError(f"unknown transform {name!r}; known: log10")
+
+
+def jitter(values: np.ndarray, tail: float = 1 / 3) -> float:
+    """Mean absolute epoch-to-epoch change over the last ``tail`` of training, relative to the
+    mean level there: how much a converged curve still moves."""
+    n = max(3, int(round(len(values) * tail)))
+    last = values[-n:]
+    if len(last) < 2 or not np.all(np.isfinite(last)):
+        return float("nan")
+    return float(np.mean(np.abs(np.diff(last))) / (np.mean(np.abs(last)) + 1e-12))
+
+
+HISTORY_STATS = {
+    "jitter": jitter,
+    # The area under the validation curve, per epoch: at an equal budget, the faster learner
+    # has the larger one.
+    "curve_mean": lambda values: float(np.mean(values)) if len(values) else float("nan"),
+}

@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-# Tags written on every run (public names: DESIGN.md).
+# Tags written on every run (public names: docs/tracking.md).
 TAG_STATUS, TAG_COMBO, TAG_DIAGNOSIS = "status", "combo", "diagnosis"
 TAG_EXPERIMENT, TAG_SWEEP, TAG_JOB_KEY = "experiment_name", "sweep_id", "job_key"
 # A population job's cell-level run: role=cell, its job's key, the sweep definition it ran under,

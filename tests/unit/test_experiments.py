@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from actloss_bench.config.paths import CONF_DIR, EXPERIMENTS_DIR, experiment_names
 from actloss_bench.config.schema import apply_arm, register_schema, validate
-from actloss_bench.report.verdict import rule_margin
+from actloss_bench.report.margins import rule_margin
 
 NAMES = experiment_names()
 REQUIRED = {"mse_collapse", "sigmoid_vanishing", "dying_relu", "numerical_instability",

@@ -66,3 +66,11 @@ def test_holm_matches_the_step_down_formula():
 
 def test_share_worse_counts_ties_as_half():
     assert stats.share_worse(np.array([1.0, 0.0, -1.0, 2.0])) == pytest.approx(0.625)
+
+
+def test_history_statistics_by_hand():
+    flat = np.array([1.0, 0.5, 0.2, 0.2, 0.2, 0.2])
+    assert stats.jitter(flat) == pytest.approx(0.0)
+    zigzag = np.array([1.0, 0.5, 0.3, 0.1, 0.3, 0.1])  # at least 3 points: 0.1, 0.3, 0.1
+    assert stats.jitter(zigzag) == pytest.approx(0.2 / (0.5 / 3))
+    assert stats.HISTORY_STATS["curve_mean"](np.array([0.5, 0.7, 0.9])) == pytest.approx(0.7)

@@ -174,3 +174,14 @@ def test_sixteen_seeds_as_one_population_match_sixteen_single_runs(make_cfg):
     for m, result in zip(members, train_population(cfg, members)):
         _close(result, train(make_cfg("trainer.epochs=2", "task.n_samples=200",
                                       f"seed={m.seed}")))
+
+
+def test_groups_of_different_sizes_train_with_clipping_as_alone(make_cfg):
+    """The protocol's first population: the grid on tuning seeds beside more evaluation seeds
+    at one of its rates (groups of 1 and 3 models), with per-model gradient clipping."""
+    cfg = make_cfg("trainer.grad_clip=0.5", "trainer.epochs=2")
+    members = [Member(0, 1e-2), Member(1, 1e-3), Member(2, 1e-3), Member(3, 1e-3)]
+    together = train_population(cfg, members)
+    for m, r in zip(members, together):
+        alone, = train_population(cfg, [m])
+        assert r.final["train/loss"] == pytest.approx(alone.final["train/loss"], rel=1e-4)

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from actloss_bench.engine.protocol import select_lr
+from actloss_bench.report.margins import margin_family, rule_margin
 from actloss_bench.report.verdict import (CONTRADICTED, DEPENDS, HOLDS, INCONCLUSIVE, NO_EFFECT,
                                           NOT_REPRODUCED, NOT_TESTABLE, OPPOSITE, PARTLY,
                                           REPRODUCED, SMALLER, UNDECIDED, claim_word, decide,
-                                          evaluate_rule, fmt, margin_family, rule_margin,
-                                          summarise)
+                                          evaluate_rule, fmt, summarise)
 
 
 def table(effects, noise=0.01, seeds=10, n_classes=2, base=0.9):
