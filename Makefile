@@ -33,9 +33,10 @@ real: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n auto --dist loadfile tests
 
-## make test-fast: unit and integration only, for the edit loop (a few minutes).
+## make test-fast: unit and integration tests, without the slow end-to-end ones (marked
+## slow: every experiment through the report, make run), for the edit loop.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n auto --dist loadfile tests/unit tests/integration
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow" tests/unit tests/integration
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
