@@ -50,11 +50,13 @@ DECISION_RULE = (
     "and the interval lies within ±margin; **not testable** when both arms sit at the "
     "metric's chance level, are constant, have no events, or both diverged; otherwise "
     "**undecided**. Equivalence claims hold when the interval lies within ±margin. A part "
-    "is **reproduced** when every in-scope condition holds; **depends** when some hold and "
-    "an interval on the difference of effects between a condition where it holds and one "
-    "where it does not excludes 0; otherwise its word comes from the effect pooled over its "
-    "in-scope conditions (per seed): reproduced, not reproduced (no effect, or smaller than "
-    "claimed), contradicted (opposite) or inconclusive. A claim is reproduced when every part "
+    "is **reproduced** when every in-scope condition that can be tested holds (the others "
+    "named); **depends** when some hold and an interval on the difference of effects between "
+    "a condition where it holds and one where it does not excludes 0; otherwise its word "
+    "comes from the effect pooled over its testable in-scope conditions (per seed): "
+    "reproduced, not reproduced (no effect, or smaller than claimed), contradicted "
+    "(opposite) or inconclusive (nothing testable, or undecided). A claim is reproduced when "
+    "every part "
     "is, partly reproduced when some are (the others named), and otherwise takes the word its "
     "parts share (contradicted if any part is).")
 
@@ -379,24 +381,22 @@ def decide(parts: List[RuleResult]) -> str:
 
 
 def _pooled(r: RuleResult) -> Optional[GroupResult]:
-    """The effect over every in-scope condition: per seed the mean of its conditions' effects
-    (0/1 outcomes: every model a trial)."""
-    if len(r.groups) < 2:
+    """The effect over the in-scope conditions that can be tested: per seed the mean of their
+    effects (0/1 outcomes: every model a trial). None when fewer than two can be tested."""
+    groups = [g for g in r.groups if not g.why]
+    if len(groups) < 2:
         return None
-    cat = lambda attr: pd.concat([getattr(g, attr) for g in r.groups])  # noqa: E731
+    cat = lambda attr: pd.concat([getattr(g, attr) for g in groups])  # noqa: E731
     if r.rate:
         part = pd.DataFrame({"a": cat("a").to_numpy(), "b": cat("b").to_numpy(),
                              "d": cat("d").to_numpy()})
     else:
         seed = lambda s: s.groupby(level="seed").mean()  # noqa: E731
         part = pd.DataFrame({"a": seed(cat("a")), "b": seed(cat("b")), "d": seed(cat("d"))})
-    chances = {g.chance for g in r.groups}
-    g = _group(part, {"pooled": f"{len(r.groups)} conditions"}, r, r.metric,
+    chances = {g.chance for g in groups}
+    g = _group(part, {"pooled": f"{len(groups)} conditions"}, r, r.metric,
                chances.pop() if len(chances) == 1 else None)
-    if g.why and any(not x.why for x in r.groups):
-        g.why = ""  # some condition can be tested: the pooled effect can too
-    if all(x.why for x in r.groups):
-        g.why = "; ".join(sorted({x.why for x in r.groups}))
+    g.why = ""  # each condition pooled here can be tested: so can their pool
     return g
 
 
@@ -426,13 +426,18 @@ def _depends(r: RuleResult) -> Optional[str]:
 
 
 def _part_word(r: RuleResult) -> Tuple[str, str]:
-    groups = r.groups
-    if not groups:
+    if not r.groups:
         return NOT_RUN, "no paired runs to compare"
+    groups = [g for g in r.groups if not g.why]  # the conditions that can be tested
+    untested = [g.label for g in r.groups if g.why]
+    aside = f" (not testable: {summarise(untested)})" if untested else ""
+    if not groups:
+        r.rests_on = r.groups[0]
+        return INCONCLUSIVE, "not testable: " + "; ".join(sorted({g.why for g in r.groups}))
     if all(g.outcome == HOLDS for g in groups):
         r.rests_on = max(groups, key=lambda g: g.mean) if r.claim == "worse" else \
             max(groups, key=lambda g: g.ci_high)
-        return REPRODUCED, ("holds in every condition" if len(groups) > 1 else "holds")
+        return REPRODUCED, ("holds in every condition" if len(groups) > 1 else "holds") + aside
     differ = _depends(r)
     if differ:
         r.rests_on = max(r.held, key=lambda g: g.mean)
@@ -441,7 +446,8 @@ def _part_word(r: RuleResult) -> Tuple[str, str]:
                          f"{differ}")
     g = r.pooled or groups[0]
     r.rests_on = g
-    where = "pooled over its conditions: " if r.pooled is not None else ""
+    where = (f"pooled over its conditions{aside}: " if r.pooled is not None
+             else f"{g.label}{aside}: " if untested else "")
     if g.outcome == HOLDS:
         return REPRODUCED, f"{where}holds"
     if g.outcome in (NO_EFFECT, SMALLER):

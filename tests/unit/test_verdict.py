@@ -203,3 +203,11 @@ def test_select_lr_picks_the_best_mean_and_counts_divergence_as_worst():
     assert select_lr(t, "val/accuracy") == 1.0  # (0.99 + worst 0.7) / 2 > 0.75
     t["val/accuracy"] = [0.8, 0.8, 0.6, np.nan]
     assert select_lr(t, "val/accuracy") == 0.1
+
+
+def test_conditions_that_cannot_be_tested_are_left_out_of_the_pool():
+    # depth 2: both arms at chance (not testable); depth 8: a clear effect
+    frame = pd.concat([table({2: 0.0}, base=0.5, noise=0.001), table({8: 0.2})])
+    (r,), word = parts(frame)
+    assert [g.outcome for g in r.groups] == [NOT_TESTABLE, HOLDS]
+    assert word == REPRODUCED and "not testable: model.depth=2" in r.explanation
