@@ -49,7 +49,8 @@ DECISION_RULE = (
     "**opposite** when significant with the other sign; **no effect** when not significant "
     "and the interval lies within ±margin; **not testable** when both arms sit at the "
     "metric's chance level, are constant, have no events, or both diverged; otherwise "
-    "**undecided**. Equivalence claims hold when the interval lies within ±margin. A part "
+    "**undecided**. Significant means the corrected test rejects 0 and the interval excludes "
+    "0 on the same side. Equivalence claims hold when the interval lies within ±margin. A part "
     "is **reproduced** when every in-scope condition that can be tested holds (the others "
     "named); **depends** when some hold and an interval on the difference of effects between "
     "a condition where it holds and one where it does not excludes 0; otherwise its word "
@@ -341,7 +342,10 @@ def outcome(rule: RuleResult, g: GroupResult) -> str:
         return NOT_TESTABLE
     if not math.isfinite(m):
         return UNDECIDED
-    significant = math.isfinite(g.p_holm) and g.p_holm < stats.ALPHA
+    # Significant: the corrected test rejects 0 and the interval agrees (excludes 0 on the
+    # mean's side), so a page never calls an effect real beside an interval that spans 0.
+    significant = (math.isfinite(g.p_holm) and g.p_holm < stats.ALPHA
+                   and (lo > 0 if m > 0 else hi < 0))
     within = -margin < lo and hi < margin
     if rule.claim == "equivalent":
         if within:

@@ -211,3 +211,17 @@ def test_conditions_that_cannot_be_tested_are_left_out_of_the_pool():
     (r,), word = parts(frame)
     assert [g.outcome for g in r.groups] == [NOT_TESTABLE, HOLDS]
     assert word == REPRODUCED and "not testable: model.depth=2" in r.explanation
+
+
+def test_a_test_that_rejects_beside_an_interval_that_spans_zero_is_not_significant():
+    # every seed worse, one by far: the sign-flip test rejects (p = 2/1024), the interval
+    # (pulled wide by the one large difference) spans 0: the page must not call it real
+    rows = []
+    for seed, d in enumerate([5.0] + [0.1] * 9):
+        common = {"seed": seed, "status": "ok", "task.n_classes": "2", "model.depth": "2"}
+        rows += [{**common, "activation": "good", "test/accuracy": 10.0},
+                 {**common, "activation": "bad", "test/accuracy": 10.0 - d}]
+    (r,), _ = parts(pd.DataFrame(rows))
+    g = r.groups[0]
+    assert g.p_holm < 0.05 and g.ci_low < 0
+    assert g.outcome == UNDECIDED
