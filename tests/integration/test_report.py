@@ -2,6 +2,7 @@
 renders a verdict page for each from those real runs."""
 
 import csv
+import re
 
 import pytest
 
@@ -44,8 +45,8 @@ def test_each_page_has_claim_evidence_table_and_figures(tiny_results):
     for name in names:
         page = (out / name / "README.md").read_text()
         first = page.splitlines()[2]  # the plain sentence, right under the title
-        assert first.startswith("**") and "parts hold" in first and "over 3 seeds" in first, \
-            first
+        assert first.startswith("**") and "parts hold" in first, first
+        assert re.search(r"over \d+ (seeds|models)", first), first  # pooled rates: models
         assert "## Parts" in page and "## Evidence (tuned)" in page and "| part |" in page
         assert "## Decision rule" in page and "| metric family | margin |" in page
         figure = page.index("![")
