@@ -106,25 +106,18 @@ def models_per_job(cfg) -> int:
     return cfg.tune.seeds * len(learning_rates(cfg)) + 2 * cfg.seeds
 
 
-def next_lr(lrs: List[float], chosen: float) -> Optional[float]:
-    """One more grid point beyond the edge the choice sits on (the edge's own ratio), or None
-    when the choice is interior."""
-    lrs = sorted(lrs)
-    if len(lrs) < 2:
-        return None
-    if chosen == lrs[0]:
-        return float(f"{lrs[0] * lrs[0] / lrs[1]:.6g}")
-    if chosen == lrs[-1]:
-        return float(f"{lrs[-1] * lrs[-1] / lrs[-2]:.6g}")
-    return None
+def at_edge(lrs: List[float], chosen: float) -> bool:
+    """Whether the choice is the lowest or the highest point of a grid of two or more."""
+    grid = sorted(lrs)
+    return len(grid) >= 2 and chosen in (grid[0], grid[-1])
 
 
 def grid_extension(lrs: List[float], chosen: float, steps: int) -> List[float]:
     """``steps`` grid points beyond the edge the choice sits on, at the edge's own ratio
     (trained together), or none when the choice is interior."""
-    grid = sorted(lrs)
-    if len(grid) < 2 or chosen not in (grid[0], grid[-1]):
+    if not at_edge(lrs, chosen):
         return []
+    grid = sorted(lrs)
     if chosen == grid[0]:
         edge, ratio = grid[0], grid[0] / grid[1]
     else:

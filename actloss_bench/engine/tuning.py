@@ -34,10 +34,6 @@ class Trained:
         self.grid: List[float] = []
         self.at_limit = False  # the choice still sits on an edge after max_extensions steps
 
-    @property
-    def kind(self) -> str:
-        return (self.evaluation or self.tuning)[0].kind
-
 
 def train_protocol(cfg: DictConfig) -> Trained:
     """Tune on the tuning seeds (growing the grid past an edge choice), then train the
@@ -72,7 +68,7 @@ def train_protocol(cfg: DictConfig) -> Trained:
         out.tuning_members += added
         out.grid = sorted(out.grid + beyond)
         out.chosen = _choose(out)
-    out.at_limit = protocol.next_lr(out.grid, out.chosen) is not None
+    out.at_limit = protocol.at_edge(out.grid, out.chosen)
     out.evaluation_members, out.evaluation = list(default), list(default_results)
     if out.chosen != protocol.default_lr(cfg):
         chosen = protocol.evaluation_members(cfg, out.chosen)

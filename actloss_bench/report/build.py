@@ -105,15 +105,12 @@ def cell_columns(table: ModelTable, tuned: bool) -> List[str]:
 def events_table(by_view: Dict[str, pd.DataFrame], metric: str, cells: List[str]) -> pd.DataFrame:
     """Per cell: how many evaluation models show the 0/1 ``metric`` (e.g. collapsed), in each
     view, as "k of n"; cells with no event in any view are left out."""
-    frames = []
-    for view, models in by_view.items():
-        counts = models.groupby(cells)[metric].agg(["sum", "count"])
-        frames.append((counts["sum"].astype(int).astype(str) + " of "
-                       + counts["count"].astype(str)).rename(f"{metric} ({view})"))
-        frames.append(counts["sum"].rename(f"_{view}"))
-    table = pd.concat(frames, axis=1)
-    hits = table[[c for c in table if c.startswith("_")]].fillna(0).sum(axis=1) > 0
-    return table[hits].drop(columns=[c for c in table if c.startswith("_")]).reset_index()
+    counts = {view: models.groupby(cells)[metric].agg(["sum", "count"])
+              for view, models in by_view.items()}
+    table = pd.concat({f"{metric} ({view})": c["sum"].astype(int).astype(str) + " of "
+                       + c["count"].astype(str) for view, c in counts.items()}, axis=1)
+    hits = pd.concat([c["sum"] for c in counts.values()], axis=1).fillna(0).sum(axis=1) > 0
+    return table[hits.reindex(table.index, fill_value=False)].reset_index()
 
 
 def tuning_summary(table: ModelTable, lr_factors: List[float]) -> Dict[str, int]:

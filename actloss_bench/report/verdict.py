@@ -251,7 +251,6 @@ def _group(part: pd.DataFrame, condition: Dict[str, str], rule: RuleResult,
            metric: str, chance: Optional[float] = None) -> GroupResult:
     """One condition's effect, interval, test and (where it applies) why it is not testable."""
     d, a, b = part["d"], part["a"], part["b"]
-    sign = -1.0 if (rule.claim != "equivalent" and rule.higher_is_better) else 1.0
     if rule.rate == "constant":
         p0 = float(b.iloc[0]) if len(b) else 0.0
         mean, low, high, p = stats.rate_test(a.to_numpy(), p0)
@@ -263,9 +262,8 @@ def _group(part: pd.DataFrame, condition: Dict[str, str], rule: RuleResult,
         mean = float(d.mean()) if len(d) else math.nan
         low, high = stats.mean_interval(d.to_numpy())
         p, test = stats.sign_flip_p(d.to_numpy()), "sign-flip"
-        sign = 1.0
-    if sign < 0:  # rate tests give a - b: turn it into "how much worse a is"
-        mean, low, high = -mean, -high, -low
+    if rule.rate and rule.claim != "equivalent" and rule.higher_is_better:
+        mean, low, high = -mean, -high, -low  # a - b, turned into "how much worse a is"
     g = GroupResult(condition, len(part), mean, low, high, stats.share_worse(d.to_numpy()), p,
                     float(a.mean()), float(b.mean()), test=test, d=d, a=a, b=b)
     g.chance = chance

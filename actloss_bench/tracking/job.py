@@ -66,11 +66,10 @@ def log_every(cfg: DictConfig) -> int:
     return max(1, cfg.trainer.epochs // 25) if every is None else every
 
 
-def logged_epochs(history: List[dict], every: int) -> List[int]:
-    """1-based epochs to log: every ``every``-th and always the last."""
-    if not every or not history:
+def logged_epochs(n: int, every: int) -> List[int]:
+    """1-based epochs of ``n`` to log: every ``every``-th and always the last."""
+    if not every:
         return []
-    n = len(history)
     return [e for e in range(1, n + 1) if e % every == 0 or e == n]
 
 
@@ -157,7 +156,7 @@ def write_seed_run(job: Job, *, name: str, params: Dict[str, str], result, cell_
                    parent_run_id: str, every: int) -> None:
     """One evaluation seed's run under its cell run: its params, its curves at ``every``
     epochs, its final values and tags (a few requests; the status tag comes last)."""
-    metrics = [(e, result.history[e - 1]) for e in logged_epochs(result.history, every)]
+    metrics = [(e, result.history[e - 1]) for e in logged_epochs(len(result.history), every)]
     final = {**{k: v for k, v in result.final.items() if k in SEED_RUN_FINALS}, **result.test}
     store.log_finished_run(
         job.uri, job.experiment_id, run_name=name, params=params,
@@ -203,8 +202,7 @@ def chosen_predictions(chosen) -> pd.DataFrame:
 
 
 def curve_points(means: pd.DataFrame, every: int):
-    """(epoch, values) of the seed-mean curves at the logged epochs."""
-    n = len(means)
-    for epoch, values in means.iterrows():
-        if every and (int(epoch) % every == 0 or int(epoch) == n):
-            yield int(epoch), {k: float(v) for k, v in values.items() if np.isfinite(v)}
+    """(epoch, values) of the seed-mean curves (indexed by epoch 1..n) at the logged epochs."""
+    for epoch in logged_epochs(int(means.index.max()), every):
+        values = means.loc[epoch]
+        yield epoch, {k: float(v) for k, v in values.items() if np.isfinite(v)}
